@@ -1,0 +1,38 @@
+"""The ``odisr`` command: one entry point, one sub-command per task.
+
+Each sub-command lives in its own module of :mod:`odisr.cli` and is added here.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import typer
+
+app = typer.Typer(
+    name="odisr",
+    help="Super-resolve 360° equirectangular panoramas (CAMixerSR and baselines) and score them with WS-PSNR.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+)
+
+
+@app.callback()
+def _root(
+    verbose: int = typer.Option(0, "--verbose", "-v", count=True, help="More log output (-v info, -vv debug)."),
+) -> None:
+    """Super-resolve 360° equirectangular panoramas and score them with WS-PSNR."""
+    level = logging.WARNING - 10 * min(verbose, 2)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def _register_subcommands() -> None:
+    # Imported here so that ``odisr --help`` stays fast and each module owns its command.
+    from odisr.cli import metrics as _metrics  # noqa: F401  (registers `odisr metrics`)
+
+
+_register_subcommands()
+
+if __name__ == "__main__":  # pragma: no cover
+    app()
