@@ -30,6 +30,9 @@ def _root(
 def _register_subcommands() -> None:
     # Imported here so that ``odisr --help`` stays fast and each module owns its command.
     from odisr.cli import metrics as _metrics  # noqa: F401  (registers `odisr metrics`)
+    from odisr.cli import run as _run  # noqa: F401  (registers `odisr run` and `odisr evaluate`)
+    from odisr.cli import report as _report  # noqa: F401  (registers `odisr report`)
+    from odisr.cli import models as _models  # noqa: F401  (registers `odisr models list|download|info`)
 
 
 _register_subcommands()

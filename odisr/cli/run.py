@@ -1,0 +1,305 @@
+"""``odisr run`` (super-resolve every image found into a Zarr store) and ``odisr evaluate`` (benchmark models on HR
+panoramas: degrade, super-resolve, score) — both run as one Dask graph (:mod:`pipelines.batch_sr`).
+
+Exit codes: 0 all done, 1 some images failed (recorded in the store and listed), 2 nothing was done because of a
+bad command line, config, model, weights file, input path, store or cluster.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import shlex
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from odisr.cli.main import app
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PRESET = "odi_x4"
+
+Inputs = Annotated[
+    list[str] | None,
+    typer.Argument(help="Image files, directories (recursive), globs, .zip/.tar(.gz) archives or fsspec URLs."),
+]
+Out = Annotated[str, typer.Option("--out", "-o", help="The Zarr store to write (created if absent; resumed if not).")]
+Config = Annotated[
+    str | None,
+    typer.Option("--config", "-c", help=f"Preset YAML file or name (odi_x4, large_x4, …); default {DEFAULT_PRESET}."),
+]
+Weights = Annotated[
+    list[str] | None, typer.Option("--weights", help="Weights file: PATH, or NAME=PATH per model (repeatable).")
+]
+Scale = Annotated[int | None, typer.Option("--scale", "-s", help="Upscaling factor; must match the model(s).")]
+Ratio = Annotated[float | None, typer.Option("--ratio", help="CAMixer attention ratio γ in [0, 1].")]
+Tile = Annotated[int | None, typer.Option("--tile", help="Tile size in LR pixels (rounded up to the window).")]
+Halo = Annotated[int | None, typer.Option("--halo", help="Tile halo in LR pixels.")]
+Device = Annotated[str | None, typer.Option("--device", help="auto, cpu or cuda (cuda needs GPU workers).")]
+Scheduler = Annotated[
+    str | None, typer.Option("--scheduler", help="Address of a running Dask scheduler (tcp://host:8786).")
+]
+Workers = Annotated[int | None, typer.Option("--workers", "-w", help="Local worker processes (default: fill the CPU).")]
+Threads = Annotated[int, typer.Option("--threads-per-worker", help="Threads (and torch threads) per local worker.")]
+Overwrite = Annotated[bool, typer.Option("--overwrite", help="Recompute pairs that are already complete.")]
+
+
+@app.command("run")
+def run_command(
+    inputs: Inputs = None,
+    out: Out = ...,
+    config: Config = None,
+    model: Annotated[str | None, typer.Option("--model", "-m", help="Model name or checkpoint path.")] = None,
+    weights: Weights = None,
+    scale: Scale = None,
+    ratio: Ratio = None,
+    tile: Tile = None,
+    halo: Halo = None,
+    device: Device = None,
+    scheduler: Scheduler = None,
+    workers: Workers = None,
+    threads_per_worker: Threads = 1,
+    overwrite: Overwrite = False,
+    fetch_samples: Annotated[
+        bool, typer.Option("--fetch-samples", help="Add the sample panoramas (downloaded once, verified).")
+    ] = False,
+) -> None:
+    """Super-resolve every image found into STORE.zarr (resumable: complete images are skipped)."""
+    from pipelines.batch_sr import canonical_model_name
+
+    console = Console(stderr=True)
+    with _setup_errors(console):
+        model = canonical_model_name(model, scale) if model else None
+        cfg = _config(config, model=model, scale=scale, ratio=ratio, tile=tile, halo=halo, device=device)
+        weight_files = _weights_for([cfg.model], weights)
+        sources = _sources([*(inputs or []), *(_samples() if fetch_samples else [])])
+    summary = _execute(console, sources, out, cfg, [cfg.model], weight_files, overwrite=overwrite,
+                       cluster=(scheduler, workers, threads_per_worker))  # fmt: skip
+    raise typer.Exit(1 if summary.failed else 0)
+
+
+@app.command("evaluate")
+def evaluate_command(
+    inputs: Inputs = None,
+    out: Out = ...,
+    model: Annotated[list[str], typer.Option("--model", "-m", help="Model to compare (repeatable; bicubic too).")] = ...,
+    scale: Annotated[int, typer.Option("--scale", "-s", help="Upscaling factor of every model.")] = ...,
+    degrade: Annotated[
+        str, typer.Option("--degrade", help="How LR panoramas are made from the HR: bicubic (ERP) or fisheye.")
+    ] = "bicubic",
+    lr_dir: Annotated[
+        str | None, typer.Option("--lr-dir", help="Take the LR images from here, matched by name (<name>x<s>.png).")
+    ] = None,
+    config: Config = None,
+    weights: Weights = None,
+    ratio: Ratio = None,
+    tile: Tile = None,
+    halo: Halo = None,
+    device: Device = None,
+    scheduler: Scheduler = None,
+    workers: Workers = None,
+    threads_per_worker: Threads = 1,
+    overwrite: Overwrite = False,
+) -> None:
+    """Benchmark models on HR images: make LR, super-resolve, score (WS-PSNR, WS-SSIM, PSNR, SSIM), compare."""
+    from odisr.degrade import DEGRADATIONS
+    from pipelines.batch_sr import canonical_model_name, match_lr_dir
+
+    console = Console(stderr=True)
+    with _setup_errors(console):
+        if degrade not in DEGRADATIONS:
+            raise ValueError(f"--degrade {degrade!r}: use one of {', '.join(DEGRADATIONS)}")
+        model = [canonical_model_name(m, scale) for m in model]
+        cfg = _config(config, model=model[0], scale=scale, ratio=ratio, tile=tile, halo=halo, device=device)
+        weight_files = _weights_for(model, weights)
+        sources = _sources(inputs or [])
+        lr_sources = match_lr_dir(sources, lr_dir, scale) if lr_dir else None
+    summary = _execute(
+        console, sources, out, cfg, model, weight_files, overwrite=overwrite,
+        cluster=(scheduler, workers, threads_per_worker), degrade="lr-dir" if lr_dir else degrade,
+        lr_sources=lr_sources,
+    )  # fmt: skip
+    Console().print(*comparison_tables(out, sources))
+    raise typer.Exit(1 if summary.failed else 0)
+
+
+# ---------------------------------------------------------------------------------------------------- steps
+
+
+@contextlib.contextmanager
+def _setup_errors(console: Console) -> Iterator[None]:
+    """Turn the errors of preparing a run into one message and exit code 2 (nothing has been done yet)."""
+    from odisr.config import ConfigError
+    from odisr.download import DownloadError
+    from odisr.sources import SourceError
+    from pipelines.cluster import ClusterError
+    from pipelines.store import StoreError
+
+    try:
+        yield
+    except (ConfigError, SourceError, StoreError, ClusterError, DownloadError, FileNotFoundError, ValueError) as exc:
+        _fail(console, str(exc))
+    except KeyError as exc:  # unknown model: KeyError's str() adds quotes
+        _fail(console, str(exc.args[0]) if exc.args else repr(exc))
+
+
+def _fail(console: Console, message: str) -> NoReturn:
+    console.print(f"[bold red]error:[/] {message}", highlight=False)
+    raise typer.Exit(2)
+
+
+def _config(path: str | None, **overrides: Any) -> Any:
+    """The run's :class:`odisr.config.UpscaleConfig`: the file (or the default preset) with the CLI's values on top.
+
+    Without ``--config``, a ``--model`` given alone brings its own scale (the preset's ×4 does not apply).
+    """
+    from pydantic import ValidationError
+
+    from odisr.config import ConfigError, UpscaleConfig, load_config
+
+    if path is not None:
+        return load_config(path, **overrides)
+    base = load_config(DEFAULT_PRESET).model_dump()
+    if overrides.get("model") is not None:
+        base["scale"] = None
+    try:
+        return UpscaleConfig(**(base | {k: v for k, v in overrides.items() if v is not None}))
+    except ValidationError as exc:
+        raise ConfigError("; ".join(e["msg"].removeprefix("Value error, ") for e in exc.errors())) from None
+
+
+def _weights_for(models: list[str], weights: list[str] | None) -> dict[str, str | None]:
+    """``{model: weights path or None}`` from the ``--weights`` values (a bare PATH only with a single model)."""
+    from odisr.models import parse_weights_args
+
+    parsed = parse_weights_args(weights or [])
+    if None in parsed and len(models) > 1:
+        raise ValueError("several models: give weights as --weights NAME=PATH")
+    unknown = set(parsed) - {None, *models}
+    if unknown:
+        raise ValueError(f"--weights for {', '.join(sorted(map(str, unknown)))}, which is not among --model {models}")
+    return {m: str(p) if (p := parsed.get(m, parsed.get(None))) else None for m in models}
+
+
+def _sources(inputs: list[str]) -> list[Any]:
+    from odisr.sources import SourceError, find_sources
+
+    if not inputs:
+        raise SourceError("no input given: name image files, directories, globs, archives or URLs")
+    sources = find_sources(inputs)
+    if not sources:
+        raise SourceError(f"no image found in {', '.join(inputs)}")
+    return sources
+
+
+def _samples() -> list[str]:
+    from odisr.samples import fetch_samples
+
+    return [str(p) for p in fetch_samples()]
+
+
+def _execute(
+    console: Console,
+    sources: list[Any],
+    out: str,
+    cfg: Any,
+    models: list[str],
+    weight_files: dict[str, str | None],
+    *,
+    overwrite: bool,
+    cluster: tuple[str | None, int | None, int],
+    degrade: str | None = None,
+    lr_sources: dict[str, Any] | None = None,
+) -> Any:
+    """Validate the models and the store, start the cluster, run the job, print and return the summary."""
+    from pipelines import cluster as cl
+    from pipelines.batch_sr import Job, Settings, resolve_model, run_job
+    from pipelines.store import open_store
+
+    scheduler, n_workers, threads = cluster
+    with _setup_errors(console):
+        choices = [resolve_model(m, weights=weight_files[m], scale=cfg.scale, ratio=cfg.ratio) for m in models]
+        open_store(out)
+    gpu = cfg.device != "cpu" and _local_cuda()
+    with cl.connect(scheduler, n_workers=n_workers, threads_per_worker=threads, gpu=gpu) as client:
+        console.print(f"Dask dashboard: {client.dashboard_link}", highlight=False)
+        with _setup_errors(console):
+            device = cl.resolve_device(client, cfg.device)
+        settings = Settings(
+            scale=choices[0].scale, mode=cfg.mode, tile=cfg.tile, halo=cfg.halo, ratio=cfg.ratio, device=device,
+            batch_size=cfg.batch_size, amp=cfg.amp, degrade=degrade,
+        )  # fmt: skip
+        command = shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]])
+        job = Job(sources, out, choices, settings, command, overwrite, lr_sources)
+        summary = run_job(job, client, progress=console.is_terminal)
+    for source, model, error in summary.failures:
+        console.print(f"[red]failed[/] {escape(f'{source} [{model}]: {error}')}", highlight=False)
+    console.print(f"odisr: {summary.line()}", highlight=False)
+    return summary
+
+
+def _local_cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+# ---------------------------------------------------------------------------------------------------- evaluate table
+
+_METRICS = (("ws_psnr", "WS-PSNR"), ("ws_ssim", "WS-SSIM"), ("psnr", "PSNR"), ("ssim", "SSIM"),
+            ("psnr_y", "PSNR-Y"), ("ssim_y", "SSIM-Y"))  # fmt: skip
+
+
+def comparison_tables(store: str, sources: list[Any]) -> list[Table]:
+    """Per-image WS-PSNR (dB) by model, and the mean of every metric by model, read from the store.
+
+    Only the images of ``sources`` count; every model found under them appears (complete pairs only).
+    """
+    from pipelines.store import COMPLETE, open_store
+
+    root = open_store(store)
+    scores: dict[str, dict[str, dict[str, float]]] = {}  # model -> image name -> metrics
+    for source in sources:
+        group = root.get(f"images/{source.key}")
+        for name, pair in (group.groups() if group is not None else []):
+            if pair.attrs.get("status") == COMPLETE and "metrics" in pair.attrs:
+                scores.setdefault(name, {})[source.name] = pair.attrs["metrics"]
+    return [_per_image_table(scores, sources), _mean_table(scores)]
+
+
+def _per_image_table(scores: dict[str, dict[str, dict[str, float]]], sources: list[Any]) -> Table:
+    table = Table(title="WS-PSNR (dB) per image")
+    table.add_column("image")
+    for model in scores:
+        table.add_column(model, justify="right")
+    for source in sources:
+        values = [scores[m].get(source.name, {}).get("ws_psnr") for m in scores]
+        best = max((v for v in values if v is not None), default=None)
+        table.add_row(Path(source.name).name, *(_cell(v, v == best, 2) for v in values))
+    return table
+
+
+def _mean_table(scores: dict[str, dict[str, dict[str, float]]]) -> Table:
+    table = Table(title="Mean over images")
+    table.add_column("model")
+    table.add_column("images", justify="right")
+    for _, label in _METRICS:
+        table.add_column(label, justify="right")
+    for model, per_image in scores.items():
+        means = [sum(m[k] for m in per_image.values()) / len(per_image) for k, _ in _METRICS]
+        table.add_row(model, str(len(per_image)), *(_cell(v, False, 2 if "psnr" in k else 4) for v, (k, _) in zip(means, _METRICS)))
+    return table
+
+
+def _cell(value: float | None, best: bool, digits: int) -> str:
+    if value is None:
+        return "—"
+    text = f"{value:.{digits}f}"
+    return f"[bold green]{text}[/]" if best else text

@@ -1,0 +1,368 @@
+"""``upscale``: run any registered SR model over an image in window-aligned tiles, streaming the output to a sink.
+
+Peak memory depends on the tile size, not on the image: the LR image is read tile by tile (boundaries resolved
+by index, never padded as a whole, see :mod:`odisr.inference.tiling`), at most a few batches of tiles are in
+flight, and each finished tile's SR core is converted to the output dtype and written to the sink at once —
+a numpy array, or a Zarr array whose chunks are ``tile · scale`` output pixels (each chunk written exactly once).
+
+Out of memory (CUDA, or a failed CPU allocation): a batch is retried one tile at a time; a single tile is split
+into sub-tiles of half the core size (window-aligned, same halo) whose outputs are stitched into a fresh block,
+and later tiles are split the same way. Every step is logged; a tile's output is only ever written after its
+own forward pass succeeded, so a stale tile cannot be reused.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+from odisr.inference.tiling import DEFAULT_HALO, MODES, Mode, Tile, TileGrid, align_up, condition_for, gather
+from odisr.models.base import SRModel
+
+__all__ = ["Amp", "resolve_device", "upscale"]
+
+log = logging.getLogger(__name__)
+
+Amp = bool | Literal["fp16", "bf16"]
+_AMP_DTYPES = {True: torch.float16, "fp16": torch.float16, "bf16": torch.bfloat16}
+_INT_MAX = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``"auto"`` → CUDA if available, else Apple MPS, else CPU; any other value is passed to ``torch.device``."""
+    if str(device) != "auto":
+        return torch.device(device)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def _autocast(device: torch.device, amp: Amp) -> contextlib.AbstractContextManager[Any]:
+    if amp is False or amp is None:
+        return contextlib.nullcontext()
+    if amp not in _AMP_DTYPES:
+        raise ValueError(f"amp must be False, True, 'fp16' or 'bf16', got {amp!r}")
+    if device.type == "cpu":
+        log.warning("amp=%r ignored on the CPU (autocast is used on CUDA/MPS only); running in float32", amp)
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=_AMP_DTYPES[amp])
+
+
+def _is_oom(exc: BaseException) -> bool:
+    if isinstance(exc, torch.OutOfMemoryError):
+        return True
+    msg = str(exc).lower()
+    return isinstance(exc, RuntimeError) and ("out of memory" in msg or "can't allocate memory" in msg)
+
+
+@dataclass(frozen=True)
+class _Pixels:
+    """The input image in a canonical layout: ``data`` (H, W) or (H, W, 3); ``maxval`` maps it to [0, 1]."""
+
+    data: np.ndarray
+    maxval: float
+
+    @property
+    def gray(self) -> bool:
+        return self.data.ndim == 2
+
+    @classmethod
+    def of(cls, image: np.ndarray) -> _Pixels:
+        a = np.asarray(image)
+        if a.ndim == 3 and a.shape[2] == 1:
+            a = a[..., 0]
+        if not (a.ndim == 2 or (a.ndim == 3 and a.shape[2] == 3)):
+            raise ValueError(
+                f"image must be (H, W, 3) RGB or (H, W) grayscale, got shape {a.shape}"
+                + ("; drop the alpha channel first" if a.ndim == 3 and a.shape[2] == 4 else "")
+            )
+        if a.dtype in _INT_MAX:
+            return cls(a, _INT_MAX[a.dtype])
+        if a.dtype.kind == "f":
+            return cls(a, 1.0)
+        raise ValueError(f"image dtype must be uint8, uint16 or float in [0, 1], got {a.dtype}")
+
+    def to_tensor(self, tiles: list[Tile], device: torch.device) -> torch.Tensor:
+        """The tiles' network inputs as ``(B, 3, h, w)`` float32 in [0, 1] on ``device``."""
+        batch = np.stack([gather(self.data, t) for t in tiles])
+        x = torch.from_numpy(batch.astype(np.float32, copy=False)).to(device)
+        x = x[:, None].expand(-1, 3, -1, -1) if self.gray else x.permute(0, 3, 1, 2)
+        return x.contiguous().mul_(1.0 / self.maxval)
+
+    def from_tensor(self, y: torch.Tensor) -> np.ndarray:
+        """SR output ``(3, H, W)`` float → ``(H, W[, 3])`` in the input dtype (clamped, scaled, rounded).
+        Grayscale output is the mean of the three channels."""
+        y = y.mean(0) if self.gray else y.permute(1, 2, 0)
+        y = y.clamp(0, 1)
+        if self.maxval == 1.0:
+            return y.cpu().numpy().astype(self.data.dtype)
+        return y.mul(self.maxval).round_().cpu().numpy().astype(self.data.dtype)
+
+
+@dataclass
+class _Result:
+    block: np.ndarray  # SR core (s·h, s·w[, 3]) in the output dtype
+    attention: np.ndarray | None  # per core LR window: fraction of blocks that chose attention
+
+
+class _Runner:
+    """Runs tiles through the network in batches of equal input shape, backing off on out-of-memory."""
+
+    def __init__(
+        self,
+        net: SRModel,
+        pixels: _Pixels,
+        grid: TileGrid,
+        device: torch.device,
+        amp: Amp,
+        batch_size: int,
+        want_attention: bool,
+        relative_condition: bool = False,
+    ) -> None:
+        self.net, self.pixels, self.grid, self.device, self.amp = net, pixels, grid, device, amp
+        self.batch_size = batch_size
+        self.want_attention = want_attention
+        self.relative_condition = relative_condition
+        self.max_core: int | None = None  # set after an OOM: cores larger than this are split
+
+    def results(self, tiles: Iterable[Tile]) -> Iterator[tuple[Tile, _Result]]:
+        """(tile, result) for every tile, batching tiles of equal input shape; streams in input order per shape."""
+        buckets: dict[tuple[int, int], list[Tile]] = {}
+        for t in tiles:
+            bucket = buckets.setdefault(t.input_shape, [])
+            bucket.append(t)
+            if len(bucket) >= self.batch_size:
+                yield from zip(bucket, self._run(buckets.pop(t.input_shape)), strict=True)
+        for bucket in buckets.values():
+            yield from zip(bucket, self._run(bucket), strict=True)
+
+    def _core(self, tile: Tile) -> int:
+        return max(tile.input_shape) - 2 * tile.halo
+
+    def _run(self, tiles: list[Tile]) -> list[_Result]:
+        if self.max_core is not None and self._core(tiles[0]) > self.max_core:
+            return [self._run_split(t) for t in tiles]
+        try:
+            return self._forward(tiles)
+        except RuntimeError as exc:
+            if not _is_oom(exc):
+                raise
+            error = exc
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+        if len(tiles) > 1:
+            log.warning("out of memory on a batch of %d tiles; retrying one tile at a time", len(tiles))
+            self.batch_size = 1
+            return [r for t in tiles for r in self._run([t])]
+        core, window = self._core(tiles[0]), self.grid.window
+        smaller = align_up(core // 2, window)
+        if smaller >= core:
+            raise RuntimeError(
+                f"out of memory even on one {core} px tile (+{tiles[0].halo} px halo) on {self.device}: "
+                "use a smaller halo, amp='bf16'/'fp16', or the CPU"
+            ) from error
+        log.warning("out of memory on a %d px tile (+%d px halo); retrying with %d px tiles", core, tiles[0].halo, smaller)
+        self.max_core = smaller
+        return [self._run_split(tiles[0])]
+
+    def _run_split(self, tile: Tile) -> _Result:
+        """Run ``tile`` as sub-tiles of at most ``max_core`` px and stitch their cores into a fresh block."""
+        s, ws = self.net.scale, self.grid.window
+        shape = ((tile.y1 - tile.y0) * s, (tile.x1 - tile.x0) * s) + self.pixels.data.shape[2:]
+        block = np.empty(shape, self.pixels.data.dtype)
+        filled = np.zeros(shape[:2], dtype=bool)
+        attention = np.full(_windows(tile, ws), np.nan, np.float32) if self.want_attention else None
+        for sub, r in self.results(self.grid.split(tile, self.max_core or self._core(tile))):
+            ys = slice((sub.y0 - tile.y0) * s, (sub.y1 - tile.y0) * s)
+            xs = slice((sub.x0 - tile.x0) * s, (sub.x1 - tile.x0) * s)
+            block[ys, xs], filled[ys, xs] = r.block, True
+            if attention is not None and r.attention is not None:
+                wy, wx = (sub.y0 - tile.y0) // ws, (sub.x0 - tile.x0) // ws
+                attention[wy : wy + r.attention.shape[0], wx : wx + r.attention.shape[1]] = r.attention
+        if not filled.all():  # cannot happen unless split() is wrong; never hand out uninitialised pixels
+            raise RuntimeError(f"internal error: sub-tiles did not cover tile {tile.y0, tile.y1, tile.x0, tile.x1}")
+        return _Result(block, attention)
+
+    def _forward(self, tiles: list[Tile]) -> list[_Result]:
+        net, s = self.net, self.net.scale
+        x = self.pixels.to_tensor(tiles, self.device)
+        kwargs = {}
+        if net.uses_latitude:
+            cond = [
+                condition_for(t, self.grid.height, relative=self.relative_condition, device=self.device)
+                for t in tiles
+            ]
+            kwargs["condition"] = torch.cat(cond)
+        with torch.inference_mode(), _autocast(self.device, self.amp):
+            y = net(x, **kwargs)
+        h, w = tiles[0].input_shape
+        if tuple(y.shape) != (len(tiles), 3, h * s, w * s):
+            raise RuntimeError(
+                f"{type(net).__name__} returned {tuple(y.shape)} for input {tuple(x.shape)}; "
+                f"expected (B, 3, {h * s}, {w * s}) for scale {s}"
+            )
+        y = y.float()
+        fractions = self._attention_fractions()
+        out = []
+        for i, t in enumerate(tiles):
+            ys, xs = t.output_slices(s)
+            attn = None if fractions is None else _core_windows(fractions[i], t, self.grid.window)
+            out.append(_Result(self.pixels.from_tensor(y[i, :, ys, xs]), attn))
+        return out
+
+    def _attention_fractions(self) -> np.ndarray | None:
+        """(B, nH, nW) fraction of blocks that routed each window to attention, from ``net.routing()``."""
+        if not self.want_attention:
+            return None
+        maps = [_unshifted(r, self.grid.window) for r in self.net.routing()]  # type: ignore[operator]
+        return torch.stack(maps).mean(0).cpu().numpy()
+
+
+def _unshifted(routing: Any, window: int) -> torch.Tensor:
+    """One block's ``(B, nH, nW)`` decisions as floats on the unshifted window grid.
+
+    A block with a cyclic shift (CAMixerOSR's odd blocks) decides for windows offset by ``shift`` pixels; each
+    image window gets the area-weighted share of the shifted windows that overlap it.
+    """
+    selected = getattr(routing, "selected", routing).float()
+    shift = int(getattr(routing, "shift", 0))
+    if shift == 0:
+        return selected
+    pixels = selected.repeat_interleave(window, -2).repeat_interleave(window, -1)
+    pixels = torch.roll(pixels, (shift, shift), (-2, -1))  # shifted-frame pixel q is image pixel q + shift
+    return torch.nn.functional.avg_pool2d(pixels[:, None], window)[:, 0]
+
+
+def _windows(tile: Tile, window: int) -> tuple[int, int]:
+    return -(-(tile.y1 - tile.y0) // window), -(-(tile.x1 - tile.x0) // window)
+
+
+def _core_windows(fraction: np.ndarray, tile: Tile, window: int) -> np.ndarray:
+    k = tile.halo // window
+    nh, nw = _windows(tile, window)
+    return fraction[k : k + nh, k : k + nw]
+
+
+def _resolve_model(model: SRModel | str, device: torch.device, ratio: float | None) -> SRModel:
+    if isinstance(model, str):
+        from odisr.models import load
+
+        return load(model, device=str(device), ratio=ratio)
+    if not isinstance(model, SRModel):
+        raise TypeError(f"model must be an odisr SRModel or a model name/path, got {type(model).__name__}")
+    if ratio is not None:
+        if model.content_aware:
+            model.set_ratio(ratio)  # type: ignore[attr-defined]
+        else:
+            log.info("ratio=%s ignored: %s is not content-aware", ratio, type(model).__name__)
+    return model.to(device).eval()
+
+
+def _check_sink(sink: Any, shape: tuple[int, ...], dtype: np.dtype) -> None:
+    got_shape, got_dtype = tuple(getattr(sink, "shape", ())), np.dtype(getattr(sink, "dtype", None))
+    if got_shape != shape or got_dtype != dtype:
+        raise ValueError(f"sink must have shape {shape} and dtype {dtype} (the SR image), got {got_shape} {got_dtype}")
+
+
+def upscale(
+    image: np.ndarray,
+    model: SRModel | str,
+    *,
+    mode: Mode = "odi",
+    tile: int | None = None,
+    halo: int | None = None,
+    device: str | torch.device = "auto",
+    batch_size: int = 4,
+    amp: Amp = False,
+    ratio: float | None = None,
+    sink: Any = None,
+    progress: bool = False,
+    attention: np.ndarray | None = None,
+    _relative_condition: bool = False,
+) -> np.ndarray | None:
+    """Super-resolve one image with ``model``, tile by tile.
+
+    Args:
+        image: LR image ``(H, W, 3)`` RGB or ``(H, W)`` grayscale; uint8, uint16 or float in [0, 1].
+        model: a loaded :class:`~odisr.models.base.SRModel` (moved to ``device`` and put in eval mode) or a
+            registry name / weights path for :func:`odisr.models.load` (loaded on every call: pass a model
+            object when upscaling many images).
+        mode: ``"odi"`` (ERP panorama: circular in longitude, reflect at the poles, latitude condition from
+            absolute rows), ``"large"`` (reflect at all borders) or ``"lightweight"`` (same padding; meant for
+            whole-image inference on small benchmark images, as in the paper's lightweight tables).
+        tile: core tile size in LR pixels, rounded up to the model's window (logged); ``None`` = whole image.
+        halo: context added around each tile in LR pixels, rounded up to the window; its SR output is cropped.
+            Default :data:`~odisr.inference.tiling.DEFAULT_HALO` (16), also for whole-image inference (the image
+            is padded by the halo: circular in longitude in odi mode, reflect elsewhere, so whole-image and tiled
+            outputs agree); 0 for whole-image lightweight mode, which pads only up to the window like the
+            official evaluation of the paper's lightweight tables.
+        device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``.
+        batch_size: tiles per forward pass (tiles of equal input shape are batched).
+        amp: autocast on CUDA/MPS: ``True``/``"fp16"`` or ``"bf16"``; ignored (logged) on the CPU.
+        ratio: CAMixer attention ratio γ in [0, 1] (set on the model; ignored for other models).
+        sink: where to write the SR image instead of returning it: anything with ``shape``, ``dtype`` and
+            ``sink[y0:y1, x0:x1, :] = block`` (a numpy array, a Zarr array), of shape ``(s·H, s·W[, 3])`` and the
+            input's dtype. Regions are aligned to ``tile · s`` output pixels and each is written exactly once.
+        progress: show a tqdm progress bar over tiles.
+        attention: optional float32 array ``(ceil(H/ws), ceil(W/ws))`` (ws = the model's window, 16 for CAMixer),
+            filled with the fraction of blocks that routed each LR window to attention (content-aware models that
+            expose ``routing()``; left untouched otherwise).
+        _relative_condition: test-only: give latitude-conditioned models the WRONG, tile-relative condition.
+
+    Returns:
+        The SR image ``(s·H, s·W[, 3])`` in the input's dtype, or None when ``sink`` is given.
+
+    Raises:
+        ValueError: bad image shape/dtype, mode, tile, halo, batch size, amp, sink shape/dtype, attention shape.
+        TypeError: ``model`` is neither an SRModel nor a name.
+        RuntimeError: out of memory even for a single window-sized tile.
+    """
+    pixels = _Pixels.of(image)
+    if mode not in MODES:
+        raise ValueError(f"unknown mode {mode!r}; use one of {', '.join(MODES)}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    dev = resolve_device(device)
+    _autocast(dev, amp)  # validates amp early
+    net = _resolve_model(model, dev, ratio)
+    height, width = pixels.data.shape[:2]
+    if halo is None:
+        halo = 0 if (mode == "lightweight" and tile is None) else DEFAULT_HALO
+    grid = TileGrid.build(height, width, window=net.window_size, mode=mode, tile=tile, halo=halo)
+
+    s = net.scale
+    out_shape = (s * height, s * width) + pixels.data.shape[2:]
+    out = np.empty(out_shape, pixels.data.dtype) if sink is None else sink
+    _check_sink(out, out_shape, pixels.data.dtype)
+    want_attention = attention is not None and net.content_aware and callable(getattr(net, "routing", None))
+    if attention is not None:
+        expected = (-(-height // net.window_size), -(-width // net.window_size))
+        if attention.shape != expected:
+            raise ValueError(f"attention must have shape {expected} (LR windows), got {attention.shape}")
+        if not want_attention:
+            log.warning("attention map not filled: %s does not expose its routing", type(net).__name__)
+
+    runner = _Runner(net, pixels, grid, dev, amp, batch_size, want_attention, _relative_condition)
+    log.info(
+        "upscale %dx%d ×%d with %s on %s: mode %s, %d tile(s) of %dx%d LR px, halo %d",
+        width, height, s, type(net).__name__, dev, mode, len(grid), grid.tile_w, grid.tile_h, grid.halo,
+    )  # fmt: skip
+    from tqdm.auto import tqdm
+
+    with tqdm(total=len(grid), disable=not progress, unit="tile", desc="upscale") as bar:
+        for t, r in runner.results(grid):
+            ys, xs = t.region(s)
+            out[(ys, xs) + (slice(None),) * (out.ndim - 2)] = r.block
+            if want_attention and r.attention is not None:
+                wy, wx = t.y0 // grid.window, t.x0 // grid.window
+                attention[wy : wy + r.attention.shape[0], wx : wx + r.attention.shape[1]] = r.attention  # type: ignore[index]
+            bar.update()
+    return out if sink is None else None

@@ -1,0 +1,541 @@
+"""Building blocks shared by CAMixerSR and CAMixerOSR (Wang et al., "CAMixerSR: Only Details Need More Attention",
+CVPR 2024, arXiv 2402.19289).
+
+The content-aware mixer (CAMixer) splits a feature map into 16×16 windows. A small predictor scores every window;
+the windows that "need more attention" go through window self-attention with deformable keys, the others keep a
+cheap spatially re-weighted value ``v·sa``; a depth-wise convolution branch then runs over the whole map.
+
+Module attribute names reproduce the official checkpoint keys exactly (``conv_sptial`` is the official spelling).
+What differs between the two networks (predictor normalisation, LeakyReLU slope, kernels, shifted windows, how the
+deformable key is formed) is captured by a :class:`MixerStyle`, so both networks share one implementation.
+
+Routing at inference (odisr's deterministic, batch-independent rule, documented in ``specs/CAMIXERSR.md`` §decision 2):
+per image, ``r`` = fraction of windows whose attention probability ``pred_score[..., 0]`` exceeds 0.5;
+``keep = N`` if ``γ == 1`` else ``min(int(N·r·2γ), N)``; the ``keep`` highest-scoring windows take attention.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from odisr.models.base import SRModel
+from odisr.models.registry import StateDict
+
+WINDOW = 16  # CAMixer's window size; hard-coded in the official networks
+
+
+class TrainOutput(NamedTuple):
+    """What a CAMixer network returns in training mode (unpacks like the official ``(out, loss_ratio)``)."""
+
+    output: Tensor
+    """SR output ``(B, 3, s·h, s·w)``, unclamped."""
+    ratio_loss: Tensor
+    """Scalar predictor loss driving the mean attention fraction towards 0.5 (spec §4); add it to the L1 loss."""
+
+
+class WindowRouting(NamedTuple):
+    """Which windows of one block took attention in the last forward pass.
+
+    Window ``(i, j)`` covers LR rows ``i·window_size + shift …`` and columns ``j·window_size + shift …`` (cyclically)
+    of the input padded at the bottom/right to a multiple of ``window_size``.
+    """
+
+    selected: Tensor
+    """``(B, nH, nW)`` bool, True where the window went through self-attention."""
+    shift: int
+    """Cyclic shift of the window grid in LR pixels (0, or 8 for CAMixerOSR's odd blocks)."""
+    window_size: int
+
+
+@dataclass(frozen=True)
+class MixerStyle:
+    """The architectural details that differ between CAMixerSR and CAMixerOSR (spec §3.2, §3.3, §3.5)."""
+
+    condition_channels: int  # channels of the global condition: 2 (SR global predictor) or 1 (OSR cos-latitude)
+    predictor_norm: bool  # LayerNorm inside the predictor's in_conv
+    slope: float  # LeakyReLU negative slope of the predictor
+    max_offset: float | None  # offsets = tanh(·)·max_offset (pixels), or unbounded
+    residual_key: bool  # k = x + warp(x) with q = x (SR), or q = k = warp(x) (OSR)
+    spatial_pointwise: bool  # conv branch starts with a 1×1 convolution (OSR)
+    spatial_kernel: int  # depth-wise kernel size of the conv branch
+    spatial_dilation: int  # dilation of the second depth-wise convolution
+    ffn_kernel: int  # depth-wise kernel of the gated FFN
+    ffn_bias: bool
+
+
+class LayerNorm2d(nn.Module):
+    """Layer normalisation over the channels of a ``(B, C, H, W)`` map (ConvNeXt "channels_first" form, eps 1e-6).
+
+    Parameters ``weight``/``bias`` ``(C,)``; output has the input's shape and dtype.
+    """
+
+    def __init__(self, channels: int, eps: float = 1e-6) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(channels))
+        self.bias = nn.Parameter(torch.zeros(channels))
+        self.eps = eps
+
+    def forward(self, x: Tensor) -> Tensor:
+        mean = x.mean(1, keepdim=True)
+        var = (x - mean).pow(2).mean(1, keepdim=True)
+        x = (x - mean) / torch.sqrt(var + self.eps)
+        return self.weight[:, None, None] * x + self.bias[:, None, None]
+
+
+def flow_warp(x: Tensor, flow: Tensor) -> Tensor:
+    """Warp ``x`` ``(B, C, H, W)`` by a per-pixel ``flow`` ``(B, H, W, 2)`` given in pixels (``[..., 0]`` along W).
+
+    BasicSR's ``flow_warp`` semantics: bilinear sampling at ``pixel + flow``, normalised with ``align_corners=True``,
+    border padding. Sampling runs in float32 (grid_sample under autocast) and returns ``x``'s dtype.
+    """
+    _, _, h, w = x.shape
+    ys = torch.arange(h, device=x.device, dtype=torch.float32)
+    xs = torch.arange(w, device=x.device, dtype=torch.float32)
+    gy, gx = torch.meshgrid(ys, xs, indexing="ij")
+    flow = flow.float()
+    grid_x = 2.0 * (gx + flow[..., 0]) / max(w - 1, 1) - 1.0
+    grid_y = 2.0 * (gy + flow[..., 1]) / max(h - 1, 1) - 1.0
+    grid = torch.stack((grid_x, grid_y), dim=3)
+    out = F.grid_sample(x.float(), grid, mode="bilinear", padding_mode="border", align_corners=True)
+    return out.to(x.dtype)
+
+
+def roll2d(x: Tensor, shift: int) -> Tensor:
+    """Cyclic shift of the last two dims by ``shift`` pixels (no copy when ``shift == 0``)."""
+    return torch.roll(x, shifts=(shift, shift), dims=(-2, -1)) if shift else x
+
+
+def pad_to_multiple(x: Tensor, multiple: int) -> Tensor:
+    """Pad ``(..., H, W)`` at the bottom/right up to multiples of ``multiple``.
+
+    Reflect padding, as the official networks use, as far as the size allows (reflect needs pad < size); the rest
+    is replicated, so any size from 1×1 works. Sizes the official code accepts are padded exactly as it does.
+    """
+    h, w = x.shape[-2:]
+    ph, pw = -h % multiple, -w % multiple
+    rh, rw = min(ph, h - 1), min(pw, w - 1)
+    if rh or rw:
+        x = F.pad(x, (0, rw, 0, rh), mode="reflect")
+    if ph > rh or pw > rw:
+        x = F.pad(x, (0, pw - rw, 0, ph - rh), mode="replicate")
+    return x
+
+
+def window_view(x: Tensor, ws: int) -> Tensor:
+    """View ``(B, C, H, W)`` as ``(B, nH, nW, ws, ws, C)`` windows (shares memory with a contiguous ``x``)."""
+    b, c, h, w = x.shape
+    return x.view(b, c, h // ws, ws, w // ws, ws).permute(0, 2, 4, 3, 5, 1)
+
+
+def window_coordinates(h: int, w: int, ws: int, like: Tensor) -> Tensor:
+    """``(1, 2, h, w)`` in-window coordinates in [-1, 1]: channel 0 varies along H, channel 1 along W."""
+    lin = torch.linspace(-1, 1, ws, device=like.device).to(like.dtype)
+    grid = torch.stack(torch.meshgrid(lin, lin, indexing="ij"))
+    return grid.repeat(1, h // ws, w // ws).unsqueeze(0)
+
+
+def window_attention(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+    """``softmax(q·kᵀ)·v`` per window for ``(M, L, C)`` tokens — one head, no 1/√d scaling (CAMixer, spec §3.2.7)."""
+    return F.scaled_dot_product_attention(q, k, v, scale=1.0)
+
+
+def keep_counts(p_attn: Tensor, ratio: float) -> Tensor:
+    """Per-image number of attention windows ``(B,)`` int64 from the attention probabilities ``(B, N)``.
+
+    ``r`` = fraction of windows with probability > 0.5 (the noise-free hard decision);
+    ``keep = N`` if ``ratio == 1`` else ``min(int(N·r·2·ratio), N)`` (official rule without Gumbel noise).
+    """
+    b, n = p_attn.shape
+    if ratio == 1:
+        return torch.full((b,), n, dtype=torch.long, device=p_attn.device)
+    r = (p_attn > 0.5).float().mean(1)
+    return (n * r * 2 * ratio).long().clamp(max=n)
+
+
+def top_windows(score: Tensor, keep: Tensor) -> Tensor:
+    """``(B, N)`` bool: True for the ``keep[b]`` highest-scoring windows of each image ``b``.
+
+    Ties (saturated probabilities of exactly 1.0 are common) are broken as the official code's non-stable
+    ``argsort`` breaks them, which depends only on the row's values, not on the rest of the batch.
+    """
+    order = torch.argsort(score, dim=1, descending=True)
+    ranks = torch.arange(score.shape[1], device=score.device)
+    return torch.zeros_like(score, dtype=torch.bool).scatter_(1, order, ranks < keep[:, None])
+
+
+def conv_flops(pixels: int, *modules: nn.Module) -> int:
+    """FLOPs (2 per multiply-add, biases not counted) of every ``Conv2d`` in ``modules`` on ``pixels`` outputs."""
+    total = 0
+    for module in modules:
+        for conv in module.modules():
+            if isinstance(conv, nn.Conv2d):
+                kh, kw = conv.kernel_size
+                total += 2 * pixels * conv.out_channels * (conv.in_channels // conv.groups) * kh * kw
+    return total
+
+
+class PerImageConv2d(nn.Conv2d):
+    """``nn.Conv2d`` evaluated one image at a time.
+
+    For some shapes (3-channel input, 1×1 maps) oneDNN picks a batch-size-dependent kernel whose rounding differs,
+    which would make an image's output depend on the rest of its batch; these convolutions are cheap, so they run
+    per image. Same parameters and state-dict keys as ``nn.Conv2d``.
+    """
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.shape[0] == 1:
+            return self._conv_forward(x, self.weight, self.bias)
+        return torch.cat([self._conv_forward(xi, self.weight, self.bias) for xi in x.split(1)])
+
+
+class GatedFeedForward(nn.Module):
+    """Gated FFN: ``project_out(gelu(a) · b)`` with ``(a, b) = dwconv(project_in(x))`` split along channels.
+
+    ``(B, C, H, W) → (B, C, H, W)``; hidden width 2C; depth-wise kernel 3 (SR, no bias) or 5 (OSR, bias).
+    """
+
+    def __init__(self, dim: int, kernel: int = 3, bias: bool = False) -> None:
+        super().__init__()
+        self.project_in = nn.Conv2d(dim, 2 * dim, 1, bias=bias)
+        self.dwconv = nn.Conv2d(2 * dim, 2 * dim, kernel, padding=kernel // 2, groups=2 * dim, bias=bias)
+        self.project_out = nn.Conv2d(dim, dim, 1, bias=bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        a, b = self.dwconv(self.project_in(x)).chunk(2, dim=1)
+        # A strided input takes GELU's scalar erf path, whose rounding differs from the vectorised one; `a` is
+        # strided only when B > 1, so without the copy an image's output would depend on its batch.
+        return self.project_out(F.gelu(a.contiguous()) * b)
+
+
+class Predictor(nn.Module):
+    """CAMixer's predictor ("PredictorLG", spec §3.3): offsets, window scores, channel and spatial attention.
+
+    Input ``(B, C + k, H, W)`` (value features, global condition, in-window coordinates), H and W multiples of the
+    window. Returns ``offsets (B, 2, H, W)`` in pixels, ``ca (B, C, 1, 1)`` and ``sa (B, 1, H, W)`` in (0, 1), and
+    ``probs (B, N, 2)`` — per window (row-major over the window grid) the softmax probability of attention
+    (``[..., 0]``) and of the convolution path (``[..., 1]``).
+    """
+
+    def __init__(self, dim: int, window_size: int, style: MixerStyle) -> None:
+        super().__init__()
+        cdim = dim + style.condition_channels + 2
+        hidden = cdim // 4
+        act = nn.LeakyReLU(style.slope, inplace=True)
+        norm = [LayerNorm2d(hidden)] if style.predictor_norm else []
+        self.window_size = window_size
+        self.max_offset = style.max_offset
+        self.in_conv = nn.Sequential(nn.Conv2d(cdim, hidden, 1), *norm, act)
+        self.out_offsets = nn.Sequential(nn.Conv2d(hidden, cdim // 8, 1), act, nn.Conv2d(cdim // 8, 2, 1))
+        self.out_mask = nn.Sequential(
+            nn.Linear(window_size**2, window_size), act, nn.Linear(window_size, 2), nn.Softmax(dim=-1)
+        )
+        self.out_CA = nn.Sequential(nn.AdaptiveAvgPool2d(1), PerImageConv2d(hidden, dim, 1), nn.Sigmoid())
+        self.out_SA = nn.Sequential(nn.Conv2d(hidden, 1, 3, padding=1), nn.Sigmoid())
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        x = self.in_conv(x)
+        offsets = self.out_offsets(x)
+        if self.max_offset is not None:
+            offsets = offsets.tanh() * self.max_offset
+        ws = self.window_size
+        energy = window_view(x.mean(1, keepdim=True), ws).flatten(1, 2).flatten(2)  # (B, N, ws²)
+        return offsets, self.out_CA(x), self.out_SA(x), self.out_mask(energy)
+
+    def flops(self, pixels: int, windows: int) -> int:
+        """FLOPs on ``pixels`` LR pixels split into ``windows`` windows (channel attention runs on 1 pooled pixel)."""
+        lin1, lin2 = self.out_mask[0], self.out_mask[2]
+        scorer = 2 * windows * (lin1.in_features * lin1.out_features + lin2.in_features * lin2.out_features)
+        return conv_flops(pixels, self.in_conv, self.out_offsets, self.out_SA) + conv_flops(1, self.out_CA) + scorer
+
+
+class CAMixer(nn.Module):
+    """Content-aware mixer (spec §3.2; OSR variant §3.5). ``(B, C, H, W) → (B, C, H, W)``, H, W multiples of 16.
+
+    ``condition`` is the global condition ``(B or 1, k, H, W)`` (k = ``style.condition_channels``).
+    Eval mode routes each image's windows deterministically (module docstring) unless ``forced_keep`` fixes the
+    count; training mode draws a hard Gumbel-softmax mask with straight-through gradients. The routing of the last
+    call is kept in ``selection`` (``(B, nH, nW)``: bool in eval, the straight-through float mask in training).
+    """
+
+    def __init__(self, dim: int, style: MixerStyle, window_size: int = WINDOW, shift: int = 0, ratio: float = 0.5):
+        super().__init__()
+        self.dim, self.window_size, self.shift, self.ratio = dim, window_size, shift, ratio
+        self.residual_key = style.residual_key
+        self.forced_keep: int | None = None
+        self.selection: Tensor | None = None
+        k, d = style.spatial_kernel, style.spatial_dilation
+        pointwise = [nn.Conv2d(dim, dim, 1)] if style.spatial_pointwise else []
+        self.project_v = nn.Conv2d(dim, dim, 1)
+        self.project_q = nn.Linear(dim, dim)
+        self.project_k = nn.Linear(dim, dim)
+        self.conv_sptial = nn.Sequential(
+            *pointwise,
+            nn.Conv2d(dim, dim, k, padding=k // 2, groups=dim),
+            nn.Conv2d(dim, dim, k, padding=(k // 2) * d, groups=dim, dilation=d),
+        )
+        self.project_out = nn.Conv2d(dim, dim, 1)
+        self.act = nn.GELU()
+        self.route = Predictor(dim, window_size, style)
+
+    def forward(self, x: Tensor, condition: Tensor) -> Tensor:
+        b, _, h, w = x.shape
+        ws, shift = self.window_size, self.shift
+        shifted = roll2d(x, -shift)
+        v = self.project_v(shifted)
+        coords = roll2d(window_coordinates(h, w, ws, v), -shift)
+        route_in = torch.cat([v, condition.expand(b, -1, -1, -1), coords.expand(b, -1, -1, -1)], dim=1)
+        offsets, ca, sa, probs = self.route(route_in)
+        # Offsets are predicted in the (possibly shifted) window frame but warp the unshifted map (official).
+        warped = roll2d(flow_warp(x, offsets.permute(0, 2, 3, 1)), -shift)
+        q, k = (shifted, shifted + warped) if self.residual_key else (warped, warped)
+        vs = v * sa
+        if self.training:
+            mask = F.gumbel_softmax(probs, hard=True, dim=-1)[..., 0]  # probabilities used as logits (official)
+            mixed = self._attend_masked(q, k, v, vs, mask)
+        else:
+            mask = self._select(probs[..., 0])
+            mixed = self._attend_selected(q, k, v, vs, mask)
+        self.selection = mask.view(b, h // ws, w // ws)
+        mixed = roll2d(mixed, shift)
+        out = self.act(self.conv_sptial(mixed)) * ca + mixed
+        return self.project_out(out)
+
+    def _select(self, p_attn: Tensor) -> Tensor:
+        """``(B, N)`` bool routing of the windows (deterministic rule, or the forced count)."""
+        b, n = p_attn.shape
+        if self.forced_keep is None:
+            keep = keep_counts(p_attn, self.ratio)
+        else:
+            keep = torch.full((b,), min(self.forced_keep, n), dtype=torch.long, device=p_attn.device)
+        return top_windows(p_attn, keep)
+
+    def _attend_selected(self, q: Tensor, k: Tensor, v: Tensor, vs: Tensor, sel: Tensor) -> Tensor:
+        """Attention on the selected windows only; every other window keeps ``v·sa``.
+
+        The selected (image, window) pairs of the whole batch are gathered into one attention call, so each image
+        keeps its own count and the result does not depend on the rest of the batch.
+        """
+        ws = self.window_size
+        out = vs.contiguous()
+        grid = sel.view(sel.shape[0], q.shape[-2] // ws, q.shape[-1] // ws)
+        if not bool(grid.any()):
+            return out
+
+        def gather(t: Tensor) -> Tensor:  # (M, ws², C), contiguous so that SDPA can use its fused kernel
+            return window_view(t.contiguous(), ws)[grid].reshape(-1, ws * ws, t.shape[1]).contiguous()
+
+        qw = gather(q)
+        kw = qw if k is q else gather(k)
+        attended = window_attention(self.project_q(qw), self.project_k(kw), gather(v))
+        window_view(out, ws)[grid] = attended.unflatten(1, (ws, ws)).to(out.dtype)
+        return out
+
+    def _attend_masked(self, q: Tensor, k: Tensor, v: Tensor, vs: Tensor, mask: Tensor) -> Tensor:
+        """Training path: every window is processed and the hard mask ``(B, N)`` blends attention and ``v·sa``."""
+        ws = self.window_size
+        b, c, h, w = v.shape
+
+        def windows(t: Tensor) -> Tensor:
+            return window_view(t.contiguous(), ws).reshape(b, -1, ws * ws, c)  # (B, N, ws², C)
+
+        m = mask[..., None, None]
+        qw = windows(q) * m
+        kw = qw if k is q else windows(k) * m
+        mixed = window_attention(self.project_q(qw), self.project_k(kw), windows(v) * m) + windows(vs) * (1 - m)
+        return mixed.view(b, h // ws, w // ws, ws, ws, c).permute(0, 5, 1, 3, 2, 4).reshape(b, c, h, w)
+
+    def flops(self, pixels: int, windows: int, kept: int) -> int:
+        """FLOPs with ``kept`` of ``windows`` windows through attention (q/k projections + two token matmuls)."""
+        tokens = kept * self.window_size**2
+        attention = 2 * tokens * 2 * self.dim * self.dim + 2 * 2 * tokens * self.window_size**2 * self.dim
+        convs = conv_flops(pixels, self.project_v, self.conv_sptial, self.project_out)
+        return convs + self.route.flops(pixels, windows) + attention
+
+
+class Block(nn.Module):
+    """Post-norm CAMixer block: ``x = norm1(x + mixer(x)); x = norm2(x + ffn(x))`` on ``(B, C, H, W)``."""
+
+    def __init__(self, dim: int, style: MixerStyle, shift: int = 0, ratio: float = 0.5) -> None:
+        super().__init__()
+        self.norm1 = LayerNorm2d(dim)
+        self.mixer = CAMixer(dim, style, shift=shift, ratio=ratio)
+        self.norm2 = LayerNorm2d(dim)
+        self.ffn = GatedFeedForward(dim, style.ffn_kernel, style.ffn_bias)
+
+    def forward(self, x: Tensor, condition: Tensor) -> Tensor:
+        x = self.norm1(x + self.mixer(x, condition))
+        return self.norm2(x + self.ffn(x))
+
+    def flops(self, pixels: int, windows: int, kept: int) -> int:
+        return self.mixer.flops(pixels, windows, kept) + conv_flops(pixels, self.ffn)
+
+
+class BlockGroup(nn.Module):
+    """A stack of ``n_block`` blocks (``body``); with ``shifted``, odd blocks shift their windows by half a window.
+
+    Subclasses add the group's ``body_tail`` and the residual connection.
+    """
+
+    def __init__(self, dim: int, n_block: int, style: MixerStyle, ratio: float, shifted: bool = False) -> None:
+        super().__init__()
+        shifts = [WINDOW // 2 if shifted and i % 2 else 0 for i in range(n_block)]
+        self.body = nn.ModuleList(Block(dim, style, shift=s, ratio=ratio) for s in shifts)
+
+    def run_blocks(self, x: Tensor, condition: Tensor) -> Tensor:
+        for block in self.body:
+            x = block(x, condition)
+        return x
+
+    def blocks_flops(self, pixels: int, windows: int, kept: Iterator[int]) -> int:
+        return sum(block.flops(pixels, windows, next(kept)) for block in self.body)
+
+
+class CAMixerNet(SRModel):
+    """Behaviour common to CAMixerSR and CAMixerOSR: ratio γ, routing read-out, forced keep counts, FLOPs, padding.
+
+    Subclasses build ``head``, ``body`` (a ModuleList of :class:`BlockGroup`) and ``tail``, and implement
+    ``_features``, ``_extra_flops`` and ``_ratio_loss``.
+    """
+
+    window_size = WINDOW
+    content_aware = True
+
+    def __init__(self, scale: int, ratio: float) -> None:
+        super().__init__()
+        if scale < 1:
+            raise ValueError(f"scale must be a positive integer, got {scale}")
+        self.scale = int(scale)
+        self._ratio = _check_ratio(ratio)
+
+    # --- ratio γ --------------------------------------------------------------------------------------------
+    @property
+    def ratio(self) -> float:
+        """Attention ratio γ in [0, 1] (1 = every window takes attention)."""
+        return self._ratio
+
+    def set_ratio(self, ratio: float) -> None:
+        """Set γ for the following forward passes; raises ``ValueError`` outside [0, 1]."""
+        self._ratio = _check_ratio(ratio)
+        for mixer in self.mixers():
+            mixer.ratio = self._ratio
+
+    def mixers(self) -> list[CAMixer]:
+        """The CAMixer of every block, in forward order."""
+        return [m for m in self.modules() if isinstance(m, CAMixer)]
+
+    # --- routing read-out -----------------------------------------------------------------------------------
+    def routing(self) -> list[WindowRouting]:
+        """Per block, which windows took attention in the last forward pass; raises ``RuntimeError`` before any."""
+        out = []
+        for mixer in self.mixers():
+            if mixer.selection is None:
+                raise RuntimeError("no routing recorded yet: run a forward pass first")
+            out.append(WindowRouting(mixer.selection.detach() > 0.5, mixer.shift, mixer.window_size))
+        return out
+
+    def kept_windows(self) -> Tensor:
+        """``(n_blocks, B)`` int64: windows that took attention per block and image in the last forward pass."""
+        return torch.stack([r.selected.flatten(1).sum(1) for r in self.routing()])
+
+    @contextmanager
+    def force_keep(self, counts: Sequence[int]) -> Iterator[CAMixerNet]:
+        """Test hook: within the context every image keeps exactly ``counts[i]`` windows in block ``i`` (eval).
+
+        Reproduces the official stochastic runs from their recorded keep counts; raises ``ValueError`` when the
+        number of counts differs from the number of blocks.
+        """
+        mixers = self.mixers()
+        if len(counts) != len(mixers):
+            raise ValueError(f"force_keep needs one count per block ({len(mixers)}), got {len(counts)}")
+        for mixer, count in zip(mixers, counts):
+            mixer.forced_keep = int(count)
+        try:
+            yield self
+        finally:
+            for mixer in mixers:
+                mixer.forced_keep = None
+
+    # --- cost -------------------------------------------------------------------------------------------------
+    def expected_kept(self, windows: int) -> int:
+        """Attention windows per block expected at γ: all at γ = 1, else ``int(N·γ)`` (trained mean r = 0.5)."""
+        return windows if self._ratio == 1 else int(windows * self._ratio)
+
+    def flops(self, h: int, w: int, kept: Sequence[int] | None = None) -> int:
+        """FLOPs (2 per multiply-add; convolutions, linear layers and attention matmuls) for one ``h × w`` LR image.
+
+        ``kept`` gives the attention windows of each block (e.g. ``kept_windows()[:, 0]`` after a forward pass);
+        by default :meth:`expected_kept` at the current γ. Computed on the input padded to multiples of 16.
+        """
+        hp, wp = h + (-h % WINDOW), w + (-w % WINDOW)
+        pixels, windows = hp * wp, hp * wp // WINDOW**2
+        n_blocks = len(self.mixers())
+        counts = iter([self.expected_kept(windows)] * n_blocks if kept is None else [int(k) for k in kept])
+        body = sum(group.blocks_flops(pixels, windows, counts) for group in self.body)
+        convs = conv_flops(pixels, self.head, *self._full_res_convs())
+        tail = conv_flops(pixels, self.tail)
+        return body + convs + tail + self._extra_flops(pixels)
+
+    def _full_res_convs(self) -> list[nn.Module]:
+        """Modules outside the blocks and the tail whose convolutions all run at LR resolution."""
+        raise NotImplementedError
+
+    def _extra_flops(self, pixels: int) -> int:
+        return 0
+
+    # --- forward helpers ----------------------------------------------------------------------------------------
+    def _check_input(self, x: Tensor) -> None:
+        if x.ndim != 4 or x.shape[1] != self.head.in_channels:
+            raise ValueError(
+                f"{type(self).__name__} expects LR images of shape (B, {self.head.in_channels}, h, w), "
+                f"got {tuple(x.shape)}"
+            )
+
+    def _finish(self, sr: Tensor, h: int, w: int) -> Tensor | TrainOutput:
+        sr = sr[..., : h * self.scale, : w * self.scale]
+        if not self.training:
+            return sr
+        decisions = torch.stack([m.selection.flatten(1).mean(1) for m in self.mixers()])  # (n_blocks, B)
+        return TrainOutput(sr, self._ratio_loss(decisions.mean()))
+
+    def _ratio_loss(self, mean_decision: Tensor) -> Tensor:
+        raise NotImplementedError
+
+
+def _check_ratio(ratio: float) -> float:
+    ratio = float(ratio)
+    if not 0.0 <= ratio <= 1.0:  # also rejects NaN
+        raise ValueError(f"ratio γ must be in [0, 1] (fraction of windows taking attention), got {ratio}")
+    return ratio
+
+
+def detect_groups(sd: StateDict, required: Sequence[str]) -> dict[str, Any] | None:
+    """Constructor kwargs ``n_feats, n_colors, scale, n_block, n_group`` from a CAMixer state dict.
+
+    Returns None unless every key in ``required`` is present (so other architectures are not mistaken for this one).
+    """
+    if not all(key in sd for key in ("head.weight", "tail.0.weight", *required)):
+        return None
+    blocks: dict[int, set[int]] = {}
+    for key in sd:
+        parts = key.split(".")
+        if len(parts) > 4 and parts[0] == "body" and parts[2] == "body":
+            blocks.setdefault(int(parts[1]), set()).add(int(parts[3]))
+    if not blocks or sorted(blocks) != list(range(len(blocks))):
+        return None
+    n_feats, n_colors = sd["head.weight"].shape[:2]
+    scale = math.isqrt(sd["tail.0.weight"].shape[0] // n_colors)
+    return {
+        "n_block": tuple(len(blocks[g]) for g in range(len(blocks))),
+        "n_group": len(blocks),
+        "n_colors": int(n_colors),
+        "n_feats": int(n_feats),
+        "scale": scale,
+    }

@@ -1,0 +1,507 @@
+"""The batch graph: enumerate → decode → (degrade) → tiled inference → region writes into the store → metrics.
+
+One Dask graph per run, two tasks per image:
+
+``decode-<key>``          reads the source's bytes on a worker, decodes them (:func:`odisr.io.read_image`), checks the
+                          2:1 ERP shape in odi mode and, when evaluating, makes the LR (:func:`odisr.degrade.degrade`
+                          or the file matched in ``--lr-dir``). Bad input becomes a :class:`Decoded` carrying the
+                          error, not an exception, so it is recorded rather than retried.
+``sr-<key>-<model>``      one per (image, model): owns the group ``images/<key>/<model>``; recreates it
+                          (``status: running``), streams the engine's tiles into its ``sr`` array
+                          (:func:`odisr.inference.upscale` with ``sink=``), writes the preview (and attention map),
+                          scores against the HR when evaluating, and writes ``status: complete`` last. It asks for
+                          ``resources={"GPU": 1}`` on CUDA and gets ``retries=2`` (a dead worker or a crash is retried
+                          from scratch). The model comes from the per-process cache (:func:`pipelines.cluster.get_model`).
+
+One task per (image, model) is the unit of parallelism: on the test panoramas, 4 images on 2 single-threaded
+workers keep both busy (see ``benchmarks/bench_pipeline.py``); splitting an image into row bands was not needed.
+
+The driver (:func:`run_job`) decides what to skip (:func:`pipelines.store.resume_action`), submits, shows a
+progress bar (pairs, and output megapixels reported by the workers as tiles land), records failures that escaped the
+tasks, and appends the run record with its summary to the store's root attrs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import posixpath
+import time
+import uuid
+import warnings
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from distributed import Client, as_completed, get_worker
+
+import odisr
+from odisr.sources import Source, find_sources, slugify
+from pipelines import store as st
+from pipelines.cluster import ModelRef, get_model, inference_resources
+
+log = logging.getLogger(__name__)
+
+RETRIES = 2
+PROGRESS_TOPIC = "odisr-progress"
+WHOLE_IMAGE_CHUNK = 512  # sr chunk edge (output pixels) when the engine runs whole-image (tile None)
+
+
+# ---------------------------------------------------------------------------------------------------- records
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How every pair of a run is computed (the resolved config).
+
+    ``tile``/``halo`` in LR pixels (None: whole image / the engine's default halo); ``degrade`` is None for
+    ``odisr run`` and ``"bicubic"``, ``"fisheye"`` or ``"lr-dir"`` for ``odisr evaluate``.
+    """
+
+    scale: int
+    mode: str = "odi"
+    tile: int | None = 64
+    halo: int | None = None
+    ratio: float | None = None
+    device: str = "cpu"
+    batch_size: int = 4
+    amp: bool | str = False
+    degrade: str | None = None
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    """A model as resolved by the driver: its store name, what workers load (``load_name``: a registry name or a
+    checkpoint path; ``weights``: the weight file used, None for weight-free models), and the facts recorded per
+    pair. ``ratio`` is None for models that are not content-aware (the ratio does not apply to them)."""
+
+    name: str
+    load_name: str
+    weights: str | None
+    ratio: float | None
+    architecture: str
+    scale: int
+    window_size: int
+    content_aware: bool
+    weights_sha256: str | None
+    params: int
+    flops_per_lr_pixel: float | None
+
+    def ref(self, device: str) -> ModelRef:
+        """The per-process model cache key on ``device``."""
+        weights = None if self.load_name == self.weights else self.weights  # a checkpoint path loads by itself
+        return ModelRef(self.load_name, weights, device, self.ratio)
+
+
+@dataclass(frozen=True)
+class Pair:
+    """One (image, model) unit of work."""
+
+    key: str
+    source: str
+    model: ModelChoice
+    settings: Settings
+    store: str
+
+    @property
+    def attrs(self) -> dict[str, Any]:
+        """The attrs known before the pair runs (includes every :data:`pipelines.store.CONFIG_KEYS`)."""
+        m, s = self.model, self.settings
+        return {
+            "source": self.source,
+            "model": m.name,
+            "architecture": m.architecture,
+            "weights": m.weights,
+            "weights_sha256": m.weights_sha256,
+            "scale": m.scale,
+            "ratio": m.ratio,
+            "mode": s.mode,
+            "tile": s.tile,
+            "halo": s.halo,
+            "device": s.device,
+            "degrade": s.degrade,
+            "params": m.params,
+            "flops_per_lr_pixel": m.flops_per_lr_pixel,
+            "odisr_version": odisr.__version__,
+        }
+
+    @property
+    def chunk(self) -> int:
+        """Edge of the ``sr`` chunks: the engine's (window-aligned) tile times the scale."""
+        if self.settings.tile is None:
+            return WHOLE_IMAGE_CHUNK
+        from odisr.inference.tiling import effective_tile
+
+        return effective_tile(self.settings.tile, self.model.window_size) * self.model.scale
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """A decoded input: the LR to super-resolve, the HR reference (evaluate) or the reason it is unusable."""
+
+    lr: np.ndarray | None
+    hr: np.ndarray | None = None
+    sha256: str | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class PairResult:
+    """What a pair task reports to the driver (``status``: complete, failed or superseded)."""
+
+    key: str
+    model: str
+    status: str
+    error: str | None = None
+    megapixels: float = 0.0
+
+
+@dataclass
+class Summary:
+    """The outcome of a run; ``megapixels_per_s`` counts SR output pixels of completed pairs over wall time."""
+
+    done: int = 0
+    failed: int = 0
+    skipped: int = 0
+    seconds: float = 0.0
+    megapixels_per_s: float = 0.0
+    failures: list[tuple[str, str, str]] = field(default_factory=list)  # (source, model, error)
+
+    def line(self) -> str:
+        """The one-line summary printed at the end of a run."""
+        return (
+            f"{self.done} done, {self.failed} failed, {self.skipped} skipped in {self.seconds:.1f} s "
+            f"({self.megapixels_per_s:.2f} output Mpx/s)"
+        )
+
+    def record(self) -> dict[str, Any]:
+        """The ``summary`` stored in the run record."""
+        return {k: v for k, v in asdict(self).items() if k != "failures"}
+
+
+@dataclass(frozen=True)
+class Job:
+    """Everything one run needs. ``lr_sources`` maps image keys to their LR files (``evaluate --lr-dir``)."""
+
+    sources: list[Source]
+    store: str
+    models: list[ModelChoice]
+    settings: Settings
+    command: str = ""
+    overwrite: bool = False
+    lr_sources: Mapping[str, Source] | None = None
+
+
+# ---------------------------------------------------------------------------------------------------- driver side
+
+
+def canonical_model_name(name: str, scale: int | None) -> str:
+    """``name``, or ``name-x<scale>`` when only that is registered (``bicubic`` → ``bicubic-x4``)."""
+    from odisr.models import available
+
+    return f"{name}-x{scale}" if name not in available() and f"{name}-x{scale}" in available() else name
+
+
+def resolve_model(name: str, *, weights: str | Path | None, scale: int | None, ratio: float | None) -> ModelChoice:
+    """Load ``name`` once in the driver (on CPU) to validate it and record its facts, before any work starts.
+
+    ``name`` is a registered model, a registered family without its ``-x<scale>`` suffix (``bicubic`` →
+    ``bicubic-x4``), or a checkpoint path (its architecture detected; stored under the file's slugged stem).
+    ``scale`` (None: any) must match the model's.
+
+    Raises:
+        FileNotFoundError, KeyError, odisr.models.weights.WeightsError: from :func:`odisr.models.load`.
+        ValueError: the model's scale is not ``scale``.
+    """
+    from odisr.models import available, get_spec, load
+    from odisr.models.weights import ensure_weights
+
+    name = canonical_model_name(name, scale)
+    with warnings.catch_warnings():  # a ratio is meaningless for non-content-aware models: recorded as None
+        warnings.filterwarnings("ignore", message=r"ratio=.* ignored", category=UserWarning)
+        model = load(name, weights=weights, device="cpu", ratio=ratio)
+    if scale is not None and model.scale != scale:
+        raise ValueError(f"model {name} is ×{model.scale} but the run asks for ×{scale}; fix --scale or --model")
+    registered = name in available()
+    path = weights if weights is not None else (ensure_weights(get_spec(name)) if registered else name)
+    weights_str = str(Path(path).resolve()) if path is not None else None
+    return ModelChoice(
+        name=name if registered else slugify(Path(name).name),
+        load_name=name if registered else weights_str,
+        weights=weights_str,
+        ratio=ratio if model.content_aware else None,
+        architecture=model.architecture,
+        scale=model.scale,
+        window_size=model.window_size,
+        content_aware=model.content_aware,
+        weights_sha256=_file_sha256(path) if path is not None else None,
+        params=model.num_params,
+        flops_per_lr_pixel=_flops_per_pixel(model),
+    )
+
+
+def _file_sha256(path: str | Path) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def _flops_per_pixel(model: Any, size: int = 64) -> float | None:
+    """FLOPs per LR pixel on a ``size``² input; None (logged) when the model cannot count them."""
+    try:
+        return model.flops(size, size) / size**2
+    except (RuntimeError, NotImplementedError, TypeError) as exc:
+        log.info("no FLOP count for %s: %s", model.architecture, exc)
+        return None
+
+
+def plan(job: Job, root: Any) -> tuple[list[tuple[Source, list[Pair]]], int]:
+    """The pairs to compute, grouped by source, and the number skipped as already complete."""
+    todo, skipped = [], 0
+    for source in job.sources:
+        pairs = []
+        for model in job.models:
+            pair = Pair(source.key, source.name, model, job.settings, job.store)
+            recorded = st.pair_attrs(root, source.key, model.name)
+            run, why = (True, "--overwrite") if job.overwrite else st.resume_action(recorded, pair.attrs)
+            (log.info if why in ("new", "complete") else log.warning)("%s [%s]: %s", source.name, model.name, why)
+            if run:
+                pairs.append(pair)
+            else:
+                skipped += 1
+        if pairs:
+            todo.append((source, pairs))
+    return todo, skipped
+
+
+def run_job(job: Job, client: Client, *, progress: bool = True) -> Summary:
+    """Run ``job`` on ``client``'s cluster, recording everything in ``job.store``; returns the summary."""
+    start = time.perf_counter()
+    root = st.open_store(job.store)
+    index = st.record_run(root, job.command, asdict(job.settings) | {"models": [m.name for m in job.models]})
+    todo, skipped = plan(job, root)
+    for source, _ in todo:
+        root.require_group(f"images/{source.key}")
+    topic = f"{PROGRESS_TOPIC}-{uuid.uuid4().hex[:8]}"
+    futures = _submit(client, job, todo, topic)
+    summary = Summary(skipped=skipped)
+    megapixels = _collect(client, futures, summary, topic, progress=progress)
+    summary.seconds = time.perf_counter() - start
+    summary.megapixels_per_s = megapixels / summary.seconds if summary.seconds > 0 else 0.0
+    st.finish_run(root, index, summary.record())
+    return summary
+
+
+def _submit(client: Client, job: Job, todo: list[tuple[Source, list[Pair]]], topic: str) -> dict[Any, Pair]:
+    resources = inference_resources(job.settings.device)
+    token = uuid.uuid4().hex[:8]
+    futures = {}
+    for source, pairs in todo:
+        lr_source = (job.lr_sources or {}).get(source.key)
+        decoded = client.submit(
+            decode, source, job.settings, lr_source, key=f"decode-{source.key}-{token}", retries=RETRIES
+        )
+        for pair in pairs:
+            future = client.submit(
+                super_resolve, pair, decoded, topic,
+                key=f"sr-{source.key}-{pair.model.name}-{token}", resources=resources, retries=RETRIES,
+            )  # fmt: skip
+            futures[future] = pair
+    return futures
+
+
+def _collect(client: Client, futures: dict[Any, Pair], summary: Summary, topic: str, *, progress: bool) -> float:
+    """Wait for the pair futures, filling ``summary``; returns the output megapixels of completed pairs."""
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    count = TextColumn("{task.completed:,.0f}/{task.total:,.0f}")
+    columns = (TextColumn("{task.description:>10}"), BarColumn(), count, TimeRemainingColumn())
+    megapixels = 0.0
+    with Progress(*columns, console=Console(stderr=True), disable=not progress) as bar:
+        pairs_task = bar.add_task("pairs", total=len(futures))
+        pixels_task = bar.add_task("output px", total=0)
+
+        def on_event(event: tuple[float, dict[str, int]]) -> None:  # runs in the client's event-loop thread
+            msg = event[1]
+            if "total" in msg:
+                bar.update(pixels_task, total=bar.tasks[pixels_task].total + msg["total"])
+            else:
+                bar.advance(pixels_task, msg["done"])
+
+        client.subscribe_topic(topic, on_event)
+        try:
+            for future in as_completed(list(futures)):
+                result = _result_of(future, futures[future])
+                megapixels += _tally(summary, result, futures[future])
+                bar.advance(pairs_task)
+        finally:
+            client.unsubscribe_topic(topic)
+    return megapixels
+
+
+def _result_of(future: Any, pair: Pair) -> PairResult:
+    """The task's result, or a failure recorded by the driver when the task raised (after its retries)."""
+    if future.status != "error":
+        return future.result()
+    exc = future.exception()
+    error = f"{type(exc).__name__}: {_one_line(exc)}"
+    st.fail_pair(pair.store, pair.key, pair.model.name, pair.attrs, error)
+    return PairResult(pair.key, pair.model.name, st.FAILED, error)
+
+
+def _tally(summary: Summary, result: PairResult, pair: Pair) -> float:
+    if result.status == st.COMPLETE:
+        summary.done += 1
+        return result.megapixels
+    if result.status == st.FAILED:
+        summary.failed += 1
+        summary.failures.append((pair.source, pair.model.name, result.error or ""))
+        log.error("%s [%s] failed: %s", pair.source, pair.model.name, result.error)
+    else:
+        summary.skipped += 1
+        log.warning("%s [%s]: taken over by another run; left to it", pair.source, pair.model.name)
+    return 0.0
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+# ---------------------------------------------------------------------------------------------------- worker side
+
+def decode(source: Source, settings: Settings, lr_source: Source | None) -> Decoded:
+    """Read and decode ``source`` (and make its LR when evaluating); input problems become ``Decoded.error``.
+
+    Run: ``lr`` is the image itself. Evaluate: ``hr`` is the image cropped to a multiple of the scale and ``lr``
+    its degradation, or the file ``lr_source`` (``--lr-dir``) with the HR cropped to ``scale ×`` its size.
+    """
+    from odisr.erp import check_erp
+    from odisr.io import read_image
+
+    sha256 = None
+    try:
+        data = source.open()
+        sha256 = hashlib.sha256(data).hexdigest()
+        image = read_image(data, name=source.name)
+        if settings.mode == "odi":
+            check_erp(image, name=source.name)
+        if settings.degrade is None:
+            return Decoded(image, None, sha256)
+        hr, lr = _make_pair(image, settings, lr_source, source.name)
+        return Decoded(lr, hr, sha256)
+    except (ValueError, OSError) as exc:  # bad input (ImageReadError, NotERPError, SourceError, missing file…)
+        return Decoded(None, None, sha256, f"{type(exc).__name__}: {_one_line(exc)}")
+
+
+def _make_pair(image: np.ndarray, settings: Settings, lr_source: Source | None, name: str) -> tuple[Any, Any]:
+    s = settings.scale
+    if settings.degrade != "lr-dir":
+        from odisr.degrade import degrade
+
+        return degrade(image, s, settings.degrade)
+    from odisr.io import read_image
+
+    if lr_source is None:
+        raise FileNotFoundError(f"no LR image for {name} in --lr-dir")
+    lr = read_image(lr_source.open(), name=lr_source.name)
+    h, w = lr.shape[0] * s, lr.shape[1] * s
+    if image.shape[0] < h or image.shape[1] < w:
+        raise ValueError(f"{lr_source.name} ×{s} is {w}×{h}, larger than its HR {name} ({image.shape[1]}×{image.shape[0]})")
+    return image[:h, :w], lr
+
+
+def super_resolve(pair: Pair, decoded: Decoded, topic: str | None = None) -> PairResult:
+    """The (image, model) task: the only writer of ``images/<key>/<model>`` (see module doc)."""
+    name = pair.model.name
+    if decoded.error is not None:
+        st.fail_pair(pair.store, pair.key, name, {**pair.attrs, "source_sha256": decoded.sha256}, decoded.error)
+        return PairResult(pair.key, name, st.FAILED, decoded.error)
+    from odisr.inference import upscale
+
+    model = get_model(pair.model.ref(pair.settings.device))
+    lr, s = decoded.lr, pair.model.scale
+    h, w = lr.shape[:2]
+    group = st.begin_pair(
+        pair.store, pair.key, name,
+        {**pair.attrs, "source_sha256": decoded.sha256, "lr_shape": [h, w], "sr_shape": [h * s, w * s]},
+    )  # fmt: skip
+    report = _reporter(topic)
+    report({"total": h * s * w * s})
+    sink = st.RegionSink(group, st.create_sr(group, (h * s, w * s), pair.chunk, lr.dtype), _on_write(report))
+    window = pair.model.window_size
+    attention = np.zeros((-(-h // window), -(-w // window)), np.float32) if pair.model.content_aware else None
+    settings = pair.settings
+    start = time.perf_counter()
+    try:
+        upscale(
+            lr, model, mode=settings.mode, tile=settings.tile, halo=settings.halo, device=settings.device,
+            batch_size=settings.batch_size, amp=settings.amp, sink=sink, attention=attention,
+        )  # fmt: skip
+        results: dict[str, Any] = {"seconds": time.perf_counter() - start}
+        st.write_preview(group, sink.array)
+        if attention is not None:
+            st.write_attention(group, attention)
+        if decoded.hr is not None:
+            results.update(score(decoded.hr, sink.array[...], s))
+        st.complete_pair(sink, results)
+    except st.Superseded as exc:
+        return PairResult(pair.key, name, "superseded", str(exc))
+    return PairResult(pair.key, name, st.COMPLETE, megapixels=h * s * w * s / 1e6)
+
+
+def _reporter(topic: str | None) -> Callable[[dict[str, int]], None]:
+    """Sends progress messages (``{"total": pixels}`` / ``{"done": pixels}``) to the driver; no-op outside a worker."""
+    try:
+        worker = get_worker()
+    except ValueError:
+        worker = None
+    if topic is None or worker is None:
+        return lambda msg: None
+    return lambda msg: worker.log_event(topic, msg)
+
+
+def _on_write(report: Callable[[dict[str, int]], None]) -> Callable[[int], None]:
+    return lambda pixels: report({"done": pixels})
+
+
+def score(hr: np.ndarray, sr: np.ndarray, scale: int) -> dict[str, Any]:
+    """Quality of ``sr`` against ``hr`` (both ``(H, W, 3)`` RGB): the ``metrics`` and ``bands`` attrs.
+
+    WS-PSNR / WS-SSIM (Sun et al. 2017; Zhou et al. 2018) and PSNR / SSIM on RGB over the whole image (the ODISR
+    convention), plus WS-PSNR, PSNR and SSIM on the BT.601 Y channel with ``crop_border = scale`` (the lightweight
+    SR tables' convention); ``bands``: WS-PSNR (dB) in 8 latitude bands from the north pole down.
+    """
+    from odisr import metrics as m
+
+    values = {
+        "ws_psnr": m.ws_psnr(hr, sr),
+        "ws_ssim": m.ws_ssim(hr, sr),
+        "psnr": m.psnr(hr, sr),
+        "ssim": m.ssim(hr, sr),
+        "ws_psnr_y": m.ws_psnr(hr, sr, y_channel=True),
+        "psnr_y": m.psnr(hr, sr, crop_border=scale, y_channel=True),
+        "ssim_y": m.ssim(hr, sr, crop_border=scale, y_channel=True),
+    }
+    bands = [[float(v) for v in band] for band in m.ws_psnr_bands(hr, sr, n_bands=8)]
+    return {"metrics": {k: float(v) for k, v in values.items()}, "bands": bands}
+
+
+def match_lr_dir(sources: Iterable[Source], lr_dir: str, scale: int) -> dict[str, Source]:
+    """LR images for HR ``sources`` found in ``lr_dir`` by file stem: ``<stem>x<scale>.*`` (Set5's
+    ``LR_bicubic/X4/babyx4.png``) first, else ``<stem>.*``. Returns ``{HR key: LR source}``; unmatched keys are absent.
+    """
+    found = {_stem(s.name): s for s in find_sources([lr_dir])}
+    matches = {}
+    for source in sources:
+        stem = _stem(source.name)
+        lr = found.get(f"{stem}x{scale}") or found.get(stem)
+        if lr is not None:
+            matches[source.key] = lr
+    return matches
+
+
+def _stem(name: str) -> str:
+    return posixpath.splitext(posixpath.basename(name.split("!")[-1]))[0]

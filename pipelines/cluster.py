@@ -1,0 +1,187 @@
+"""Where a batch runs: a local Dask cluster by default, or an existing scheduler; GPU resources; one model per
+worker process.
+
+Local (default): ``LocalCluster(n_workers=N, threads_per_worker=K, processes=True)``; each worker process runs up
+to K tasks at once and torch uses K intra-op threads in it (:class:`TorchThreads`). On a machine with CUDA the
+local workers advertise ``GPU=1`` when the device is ``cuda``/``auto``.
+
+An existing cluster (``odisr run ... --scheduler tcp://HOST:8786``): start a scheduler and workers anywhere::
+
+    dask scheduler                                          # prints tcp://HOST:8786 and the dashboard address
+    dask worker tcp://HOST:8786 --nworkers 4 --nthreads 1   # CPU workers
+    CUDA_VISIBLE_DEVICES=0 dask worker tcp://HOST:8786 --nthreads 1 --resources GPU=1   # one per GPU
+
+Inference tasks of a ``cuda`` run ask for ``resources={"GPU": 1}``, so they only go to workers started with
+``--resources GPU=1`` (one such task per GPU at a time); decoding and degradation go anywhere. A run on ``cuda``
+against a cluster without GPU workers stops with an error instead of waiting forever.
+
+Scaling out on HPC or Kubernetes: create the cluster object in Python and pass its ``scheduler_address``, e.g.
+``dask_jobqueue.SLURMCluster(cores=8, processes=1, memory="32GB", job_extra_directives=["--gres=gpu:1"],
+worker_extra_args=["--resources", "GPU=1"]).scale(jobs=4)``, or dask-kubernetes with worker pods whose spec
+requests ``nvidia.com/gpu: 1`` and whose ``dask worker`` command has ``--resources GPU=1``; every worker needs
+odisr installed (same version) and read access to the inputs and write access to the store (a shared filesystem
+or an object store URL such as ``s3://bucket/out.zarr``). ``dask_cuda.LocalCUDACluster`` gives one worker per GPU
+of one machine (add ``resources={"GPU": 1}``).
+
+Models are loaded once per worker process and kept (:func:`get_model`), keyed by (name, weights, device, ratio).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from distributed import Client, LocalCluster
+from distributed.diagnostics.plugin import WorkerPlugin
+
+if TYPE_CHECKING:
+    from odisr.models.base import SRModel
+
+log = logging.getLogger(__name__)
+
+GPU = "GPU"
+
+
+class ClusterError(RuntimeError):
+    """The cluster cannot run the job as asked (e.g. ``cuda`` without GPU workers)."""
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """What a worker loads: a registry name or a weights path, the weights file, the device and CAMixer's ratio γ."""
+
+    name: str
+    weights: str | None = None
+    device: str = "cpu"
+    ratio: float | None = None
+
+
+_MODELS: dict[ModelRef, SRModel] = {}
+_MODELS_LOCK = threading.Lock()
+
+
+def get_model(ref: ModelRef) -> SRModel:
+    """The model of ``ref``, loaded on first use in this process and shared by its tasks afterwards.
+
+    Inference only reads the model (eval mode, no grad); a different ratio is a different cache entry, so no task
+    changes a model another task is using.
+    """
+    with _MODELS_LOCK:
+        model = _MODELS.get(ref)
+        if model is None:
+            from odisr.models import load
+
+            model = _MODELS[ref] = load(ref.name, weights=ref.weights, device=ref.device, ratio=ref.ratio)
+        return model
+
+
+def preload(client: Client, ref: ModelRef) -> None:
+    """Load ``ref`` in every worker process now (otherwise each loads it in its first task)."""
+    client.run(_load, ref)
+
+
+def _load(ref: ModelRef) -> None:
+    get_model(ref)  # returns nothing: the model stays in the worker
+
+
+class TorchThreads(WorkerPlugin):
+    """Gives torch in each worker process as many intra-op threads as the worker has Dask threads.
+
+    (The nanny starts workers with ``OMP_NUM_THREADS=1``, which would leave a multi-threaded worker's torch on one
+    core.)
+    """
+
+    name = "odisr-torch-threads"
+
+    def setup(self, worker) -> None:  # noqa: ANN001  (distributed's signature)
+        import torch
+
+        torch.set_num_threads(max(1, worker.state.nthreads))
+
+
+def default_workers(threads_per_worker: int) -> int:
+    """Local workers that fill the machine: ``cpu_count // threads_per_worker`` (at least 1)."""
+    return max(1, (os.cpu_count() or 1) // max(1, threads_per_worker))
+
+
+@contextmanager
+def connect(
+    scheduler: str | None = None,
+    *,
+    n_workers: int | None = None,
+    threads_per_worker: int = 1,
+    gpu: bool = False,
+) -> Iterator[Client]:
+    """A Dask client: on the scheduler at ``scheduler`` (``tcp://host:8786``) or on a new local cluster.
+
+    Args:
+        scheduler: address of a running scheduler; None starts ``LocalCluster(n_workers, threads_per_worker,
+            processes=True)`` that is closed on exit.
+        n_workers: local worker processes (default :func:`default_workers`).
+        threads_per_worker: Dask threads (= torch threads) per local worker.
+        gpu: give each local worker ``GPU=1`` (only when this machine has CUDA).
+    """
+    _quiet_distributed()
+    cluster = None
+    if scheduler:
+        client = Client(scheduler)
+    else:
+        cluster = LocalCluster(
+            n_workers=n_workers or default_workers(threads_per_worker),
+            threads_per_worker=threads_per_worker,
+            processes=True,
+            resources={GPU: 1} if gpu else None,
+            dashboard_address=":0",
+        )
+        client = Client(cluster)
+    try:
+        client.register_plugin(TorchThreads())
+        log.info("Dask dashboard: %s", client.dashboard_link)
+        yield client
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+def _quiet_distributed() -> None:
+    """Keep distributed's INFO chatter (scheduler/nanny start-up and shutdown) out of the log unless debugging."""
+    if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
+        logging.getLogger("distributed").setLevel(logging.WARNING)
+
+
+def gpu_workers(client: Client) -> int:
+    """Number of workers that advertise a ``GPU`` resource."""
+    workers = client.scheduler_info(n_workers=-1)["workers"].values()
+    return sum(1 for w in workers if w.get("resources", {}).get(GPU, 0) >= 1)
+
+
+def resolve_device(client: Client, device: str) -> str:
+    """``"cpu"`` or ``"cuda"`` for the inference tasks on this cluster.
+
+    ``auto`` → ``cuda`` when some worker has a GPU resource, else ``cpu``.
+
+    Raises:
+        ClusterError: ``cuda`` was asked for and no worker advertises ``GPU``.
+    """
+    if device == "cpu":
+        return "cpu"
+    has_gpu = gpu_workers(client) > 0
+    if device == "auto":
+        return "cuda" if has_gpu else "cpu"
+    if not has_gpu:
+        raise ClusterError(
+            "--device cuda but no worker of the cluster has a GPU resource; start GPU workers with "
+            "`dask worker ADDRESS --resources GPU=1` (or use --device cpu)"
+        )
+    return device
+
+
+def inference_resources(device: str) -> dict[str, int] | None:
+    """Dask resources an inference task on ``device`` asks for (one GPU on CUDA)."""
+    return {GPU: 1} if device.startswith("cuda") else None

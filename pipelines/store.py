@@ -1,0 +1,232 @@
+"""The odisr Zarr store: layout, per-(image, model) groups, region writes, completion markers and resume.
+
+Layout (zarr v3; the contract with ``odisr report``)::
+
+    STORE.zarr/                 attrs {odisr_version, created, runs: [{command, config, started, finished, summary}]}
+      images/<key>/             one group per input image (created by the driver, no attrs)
+        <model>/                one group per (image, model), written by ONE task only; attrs: status, error,
+                                source, source_sha256, model, architecture, weights, weights_sha256, scale, ratio,
+                                mode, tile, halo, device, lr_shape, sr_shape, seconds, odisr_version, metrics, bands…
+          sr         (y, x, band) uint8, chunks (tile·s, tile·s, 3), zstd, written region by region
+          preview    (preview_y, preview_x, band) uint8, ≤ 1024 px wide, one chunk
+          attention  (window_y, window_x) float32, optional (content-aware models)
+
+Rules that make the store safe under concurrency and kills (see specs/ERP_DASK_ZARR.md):
+
+* A group's ``zarr.json`` (its attrs) is one JSON document rewritten whole, so only the task that owns an
+  (image, model) group writes it; root attrs are written only by the driver.
+* ``status: "complete"`` is written last, after every chunk: a chunk file's presence proves nothing (chunks equal
+  to the fill value are never written), the marker does.
+* A pair that is not complete is redone from scratch: its group is deleted and recreated (:func:`begin_pair`).
+* Each attempt stamps a fresh ``attempt`` token; a writer whose token is no longer the group's (an orphaned task of
+  a killed driver still running on a cluster) stops instead of mixing its chunks into the new attempt
+  (:class:`RegionSink`).
+
+The preview and attention arrays have their own dimension names so that ``xarray.open_zarr(STORE, group=
+"images/<key>/<model>")`` opens the group as one Dataset (a second, smaller ``y`` would conflict).
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from collections.abc import Callable, Mapping
+from datetime import datetime, timezone
+from typing import Any
+
+import numpy as np
+import zarr
+from zarr.codecs import ZstdCodec
+
+import odisr
+
+SR, PREVIEW, ATTENTION = "sr", "preview", "attention"
+RUNNING, COMPLETE, FAILED = "running", "complete", "failed"
+PREVIEW_MAX_WIDTH = 1024
+COMPRESSOR = ZstdCodec(level=3)
+#: Attrs that define a result: a complete pair whose recorded values differ from the requested ones is redone.
+CONFIG_KEYS = ("source", "model", "weights_sha256", "scale", "ratio", "mode", "tile", "halo", "degrade")
+
+
+class StoreError(ValueError):
+    """The path is not an odisr store (or cannot be opened as one)."""
+
+
+class Superseded(RuntimeError):
+    """A newer attempt owns the (image, model) group; this writer must stop without writing."""
+
+
+def now() -> str:
+    """Current UTC time, ISO 8601 with seconds."""
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+# ---------------------------------------------------------------------------------------------------- root (driver)
+
+
+def open_store(path: str, *, create: bool = True) -> zarr.Group:
+    """Open (or create) an odisr store at ``path`` (a directory or any fsspec URL zarr accepts).
+
+    Raises:
+        StoreError: ``path`` holds something else than an odisr store, or does not exist and ``create`` is False.
+    """
+    try:
+        root = zarr.open_group(path, mode="a" if create else "r+")
+    except (FileNotFoundError, zarr.errors.GroupNotFoundError, zarr.errors.ContainsArrayError) as exc:
+        raise StoreError(f"{path}: not an odisr store ({exc})") from None
+    if "runs" not in root.attrs:
+        if any(True for _ in root.members()):
+            raise StoreError(f"{path}: a Zarr group that is not an odisr store; choose another --out")
+        root.attrs.update({"odisr_version": odisr.__version__, "created": now(), "runs": []})
+    root.require_group("images")
+    return root
+
+
+def record_run(root: zarr.Group, command: str, config: Mapping[str, Any]) -> int:
+    """Append a run record (``finished`` and ``summary`` still None) and return its index."""
+    runs = list(root.attrs.get("runs", []))
+    runs.append({"command": command, "config": dict(config), "started": now(), "finished": None, "summary": None})
+    root.attrs["runs"] = runs
+    return len(runs) - 1
+
+
+def finish_run(root: zarr.Group, index: int, summary: Mapping[str, Any]) -> None:
+    """Fill in ``finished`` and ``summary`` of run ``index``."""
+    runs = list(root.attrs["runs"])
+    runs[index] = {**runs[index], "finished": now(), "summary": dict(summary)}
+    root.attrs["runs"] = runs
+
+
+def pair_path(key: str, model: str) -> str:
+    """Path of the (image, model) group inside the store."""
+    return f"images/{key}/{model}"
+
+
+def pair_attrs(root: zarr.Group, key: str, model: str) -> dict[str, Any] | None:
+    """Attrs of the (image, model) group, or None when it does not exist."""
+    try:
+        return dict(root[pair_path(key, model)].attrs)
+    except KeyError:
+        return None
+
+
+def resume_action(recorded: Mapping[str, Any] | None, wanted: Mapping[str, Any]) -> tuple[bool, str]:
+    """Whether an (image, model) pair must be (re)computed, and why (one phrase for the log).
+
+    ``recorded`` is the group's attrs (None when absent); ``wanted`` the attrs this run would record for the
+    :data:`CONFIG_KEYS`. Complete with the same config → skip; anything else → run (from scratch).
+    """
+    if recorded is None:
+        return True, "new"
+    status = recorded.get("status")
+    if status != COMPLETE:
+        return True, "failed before, retried" if status == FAILED else "incomplete (interrupted), redone from scratch"
+    changed = [k for k in CONFIG_KEYS if recorded.get(k) != wanted.get(k)]
+    if changed:
+        return True, "config changed (" + ", ".join(f"{k}: {recorded.get(k)!r} → {wanted.get(k)!r}" for k in changed) + ")"
+    return False, "complete"
+
+
+# ---------------------------------------------------------------------------------------------------- pair (task)
+
+
+def begin_pair(store: str, key: str, model: str, attrs: Mapping[str, Any]) -> zarr.Group:
+    """Delete and recreate the (image, model) group with ``attrs``, ``status: running`` and a new attempt token."""
+    return zarr.create_group(
+        store,
+        path=pair_path(key, model),
+        overwrite=True,
+        attributes={**attrs, "status": RUNNING, "attempt": uuid.uuid4().hex},
+    )
+
+
+def create_sr(group: zarr.Group, shape: tuple[int, int], chunk: int, dtype: Any = np.uint8) -> zarr.Array:
+    """The ``sr`` array ``(H, W, 3)``, chunks ``(chunk, chunk, 3)``, zstd-compressed; uint8 (uint16 for 16-bit
+    inputs, whose SR keeps 16 bits)."""
+    return group.create_array(
+        SR,
+        shape=(*shape, 3),
+        chunks=(min(chunk, shape[0]), min(chunk, shape[1]), 3),
+        dtype=dtype,
+        fill_value=0,
+        compressors=COMPRESSOR,
+        dimension_names=["y", "x", "band"],
+    )
+
+
+class RegionSink:
+    """``sink[y0:y1, x0:x1, :] = block`` target for the engine: writes into the Zarr array after checking that this
+    writer's attempt still owns the group (else :class:`Superseded`), then reports the written pixels.
+
+    ``on_write(pixels)`` is called after each region (e.g. to send progress to the driver).
+    """
+
+    def __init__(self, group: zarr.Group, array: zarr.Array, on_write: Callable[[int], None] | None = None):
+        self.group, self.array, self.on_write = group, array, on_write
+        self.attempt = group.attrs["attempt"]
+        self.shape, self.dtype, self.ndim = array.shape, array.dtype, array.ndim
+
+    def __setitem__(self, region: Any, block: np.ndarray) -> None:
+        self.check_owner()
+        self.array[region] = block
+        if self.on_write is not None:
+            self.on_write(int(np.prod(np.shape(block)[:2])))
+
+    def check_owner(self) -> None:
+        """Raise :class:`Superseded` when another attempt has recreated the group since this one began."""
+        current = zarr.open_group(self.group.store, path=self.group.path, mode="r").attrs.get("attempt")
+        if current != self.attempt:
+            raise Superseded(f"{self.group.path}: taken over by a newer attempt; this writer stops")
+
+
+def write_preview(group: zarr.Group, sr: zarr.Array, max_width: int = PREVIEW_MAX_WIDTH) -> zarr.Array:
+    """``preview``: ``sr`` box-averaged by the smallest integer factor f that makes it ≤ ``max_width`` wide.
+
+    Reads ``sr`` in bands of whole chunk rows, so memory stays O(chunk height · W) whatever the image size.
+    Returns the ``(H // f, W // f, 3)`` uint8 array (area average, rounded half up; 16-bit input scaled to 8 bits).
+    """
+    height, width = sr.shape[:2]
+    to_8bit = 255.0 / np.iinfo(sr.dtype).max
+    f = max(1, math.ceil(width / max_width))
+    out_h, out_w = max(1, height // f), max(1, width // f)
+    preview = np.empty((out_h, out_w, 3), np.uint8)
+    rows = max(1, sr.chunks[0] // f)  # output rows per band
+    for r0 in range(0, out_h, rows):
+        r1 = min(out_h, r0 + rows)
+        block = sr[r0 * f : r1 * f, : out_w * f].astype(np.float32)
+        block = block[: (r1 - r0) * f].reshape(r1 - r0, f, out_w, f, 3).mean(axis=(1, 3)) * to_8bit
+        preview[r0:r1] = np.floor(block + 0.5).astype(np.uint8)
+    array = group.create_array(
+        PREVIEW, shape=preview.shape, chunks=preview.shape, dtype="uint8", compressors=COMPRESSOR,
+        dimension_names=["preview_y", "preview_x", "band"],
+    )
+    array[...] = preview
+    return array
+
+
+def write_attention(group: zarr.Group, attention: np.ndarray) -> zarr.Array:
+    """``attention``: per LR window, the fraction of CAMixer blocks that routed it to attention, float32 in [0, 1]."""
+    array = group.create_array(
+        ATTENTION, shape=attention.shape, chunks=attention.shape, dtype="float32", compressors=COMPRESSOR,
+        dimension_names=["window_y", "window_x"],
+    )
+    array[...] = attention.astype(np.float32)
+    return array
+
+
+def complete_pair(sink: RegionSink, results: Mapping[str, Any]) -> None:
+    """Write the results and ``status: complete`` in one attrs update — call it after every array is written.
+
+    Raises:
+        Superseded: the group was recreated by a newer attempt meanwhile (nothing is written).
+    """
+    sink.check_owner()
+    sink.group.attrs.update({**results, "status": COMPLETE})
+
+
+def fail_pair(store: str, key: str, model: str, attrs: Mapping[str, Any], error: str) -> None:
+    """Record a failed (image, model) pair: a fresh group holding ``attrs``, ``status: failed`` and ``error``."""
+    zarr.create_group(
+        store, path=pair_path(key, model), overwrite=True,
+        attributes={**attrs, "status": FAILED, "error": error, "attempt": uuid.uuid4().hex},
+    )
