@@ -1,13 +1,14 @@
 """Tiled vs whole-image inference on a real panorama: fidelity, halo cost and the 360° seam.
 
-    python benchmarks/bench_tiling.py                      # layoutnet_testpano 2048×1024 → 512×256 LR, CAMixerSR-S ×4
+    python benchmarks/bench_tiling.py          # layoutnet_testpano 2048×1024 → 512×256 LR, CAMixerSR-S ×4
     python benchmarks/bench_tiling.py --image hohonet_pano.png --halos 0 16   # quicker (256×128 LR)
 
 For each halo: WS-PSNR of the SR output against the HR panorama, PSNR between tiled and whole-image outputs, the
-LR pixels fed to the network (halos and window padding included) and wall time, both relative to whole-image
-inference. Seam: the panorama is rolled by half its width, super-resolved, rolled back, and compared with the
-direct result over the 32 output columns on each side of the ±180° meridian (odi = circular padding; large =
-reflect, as the official code). Writes a JSON summary with ``--json``.
+LR pixels fed to the network (halos and window padding included), wall time and process CPU time, all relative to
+whole-image inference (on shared cores, ``--threads 1`` CPU time is the most reliable cost figure).
+Seam: the panorama is rolled by half its width, super-resolved, rolled back, and compared with the direct result
+over the 32 output columns on each side of the ±180° meridian (odi = circular padding; large = reflect, as the
+official code). Writes a JSON summary with ``--json``.
 """
 
 from __future__ import annotations
@@ -38,9 +39,10 @@ def seam_psnr(direct: np.ndarray, rolled_back: np.ndarray, cols: int = SEAM_COLU
 
 
 def timed(fn, *args, **kwargs):  # noqa: ANN001, ANN202
-    t0 = time.perf_counter()
+    """``fn``'s result, wall seconds and CPU seconds of this process (robust to other jobs on shared cores)."""
+    t0, c0 = time.perf_counter(), time.process_time()
     out = fn(*args, **kwargs)
-    return out, time.perf_counter() - t0
+    return out, time.perf_counter() - t0, time.process_time() - c0
 
 
 def main() -> None:
@@ -50,8 +52,11 @@ def main() -> None:
     p.add_argument("--halos", type=int, nargs="+", default=[0, 16, 32], help="halos to measure (LR px)")
     p.add_argument("--ratio", type=float, default=1.0, help="CAMixer ratio γ")
     p.add_argument("--no-seam", action="store_true", help="skip the 360° seam measurements")
+    p.add_argument("--threads", type=int, help="torch CPU threads (1 gives the cleanest CPU-time ratios)")
     p.add_argument("--json", type=Path, help="write the figures here")
     args = p.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     hr = read_image(SHARED / "data" / "erp" / args.image)
     lr = imresize(hr, 0.25, wrap=True)  # ERP bicubic degradation, circular in longitude
@@ -63,28 +68,31 @@ def main() -> None:
     def cost(tile: int | None, halo: int) -> int:
         return TileGrid.build(h, w, window=16, mode="odi", tile=tile, halo=halo).processed_pixels()
 
-    whole, t_whole = timed(upscale, lr, model, mode="odi")
+    whole, t_whole, cpu_whole = timed(upscale, lr, model, mode="odi")
     res: dict = {"image": args.image, "lr": [h, w], "tile": args.tile, "ratio": args.ratio,
                  "default_halo": DEFAULT_HALO, "threads": torch.get_num_threads()}
-    res["whole"] = {"seconds": t_whole, "pixels": cost(None, DEFAULT_HALO), "ws_psnr": ws_psnr(whole, hr)}
+    res["whole"] = {"seconds": t_whole, "cpu_seconds": cpu_whole, "pixels": cost(None, DEFAULT_HALO),
+                    "ws_psnr": ws_psnr(whole, hr)}
     print(f"whole image (odi, halo {DEFAULT_HALO}): {t_whole:.1f} s, WS-PSNR {res['whole']['ws_psnr']:.4f} dB, "
           f"{res['whole']['pixels'] / (h * w):.3f}× the LR pixels")
     res["tiled"] = []
     tiled_default = None
     for halo in args.halos:
-        out, secs = timed(upscale, lr, model, mode="odi", tile=args.tile, halo=halo)
-        row = {"halo": halo, "seconds": secs, "pixels": cost(args.tile, halo), "ws_psnr": ws_psnr(out, hr),
-               "psnr_vs_whole": psnr(out, whole)}
+        out, secs, cpu = timed(upscale, lr, model, mode="odi", tile=args.tile, halo=halo)
+        row = {"halo": halo, "seconds": secs, "cpu_seconds": cpu, "pixels": cost(args.tile, halo),
+               "ws_psnr": ws_psnr(out, hr), "psnr_vs_whole": psnr(out, whole)}
         row["pixel_ratio_vs_whole"] = row["pixels"] / res["whole"]["pixels"]
         row["pixel_ratio_vs_image"] = row["pixels"] / (h * w)
         row["time_ratio_vs_whole"] = secs / t_whole
+        row["cpu_ratio_vs_whole"] = cpu / cpu_whole
         row["ws_psnr_delta"] = row["ws_psnr"] - res["whole"]["ws_psnr"]
         res["tiled"].append(row)
         if halo == DEFAULT_HALO:
             tiled_default = out
         print(f"tile {args.tile} halo {halo:2d}: WS-PSNR {row['ws_psnr']:.4f} dB (Δ {row['ws_psnr_delta']:+.4f}), "
               f"PSNR vs whole {row['psnr_vs_whole']:.2f} dB, pixels ×{row['pixel_ratio_vs_whole']:.3f} of whole "
-              f"(×{row['pixel_ratio_vs_image']:.3f} of the image), time ×{row['time_ratio_vs_whole']:.2f} ({secs:.1f} s)")
+              f"(×{row['pixel_ratio_vs_image']:.3f} of the image), "
+              f"time ×{row['time_ratio_vs_whole']:.2f} ({secs:.1f} s), CPU time ×{row['cpu_ratio_vs_whole']:.2f}")
 
     if not args.no_seam:
         rolled = np.roll(lr, w // 2, axis=1)

@@ -61,7 +61,8 @@ class UpscaleConfig(BaseModel):
     @field_validator("amp", mode="before")
     @classmethod
     def _known_amp(cls, value: Any) -> Any:
-        if value not in (False, True, "fp16", "bf16") or isinstance(value, (int, float)) and not isinstance(value, bool):
+        numeric = isinstance(value, (int, float)) and not isinstance(value, bool)  # 1 == True, 0.0 == False
+        if numeric or value not in (False, True, "fp16", "bf16"):
             raise ValueError("must be false, true, fp16 or bf16")
         return value
 
@@ -74,7 +75,8 @@ class UpscaleConfig(BaseModel):
         if self.model not in registry.available():
             if not _looks_like_path(self.model):
                 raise ValueError(
-                    f"key 'model': unknown model {self.model!r}; use a name from `odisr models list` or a weights file path"
+                    f"key 'model': unknown model {self.model!r}; "
+                    "use a name from `odisr models list` or a weights file path"
                 )
             return self
         expected = registry.get_spec(self.model).scale

@@ -116,7 +116,8 @@ def _parse_size(
             raise ValueError(f"imresize: size must be (height, width) ≥ 1, got {size!r}")
         out = (int(size[0]), int(size[1]))
         return (out[0] / hw[0], out[1] / hw[1]), out
-    sc = (float(scale), float(scale)) if np.isscalar(scale) else (float(scale[0]), float(scale[1]))  # type: ignore[index]
+    pair = (scale, scale) if np.isscalar(scale) else scale
+    sc = (float(pair[0]), float(pair[1]))  # type: ignore[index]
     if min(sc) <= 0 or not all(math.isfinite(s) for s in sc):
         raise ValueError(f"imresize: scale must be a positive finite number, got {scale!r}")
     return sc, (output_size(hw[0], sc[0]), output_size(hw[1], sc[1]))

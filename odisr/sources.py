@@ -239,7 +239,8 @@ def _archive_entries(
         wanted = _is_image_name(member) and not member.startswith("__MACOSX/")
         problem = _unsafe_member(member) or (None if regular or not wanted else "a link or special file")
         if problem:  # unsafe paths are reported even when not image-named: the archive deserves a look
-            yield _Entry(f"{prefix}/{member.lstrip('/')}", name, Rejected(f"{name}: {problem} in the archive; not read"))
+            reason = f"{name}: {problem} in the archive; not read"
+            yield _Entry(f"{prefix}/{member.lstrip('/')}", name, Rejected(reason))
         elif wanted:
             yield _Entry(f"{prefix}/{member}", name, opener(url, member, opts))
 

@@ -11,7 +11,8 @@ One Dask graph per run, two tasks per image:
                           (:func:`odisr.inference.upscale` with ``sink=``), writes the preview (and attention map),
                           scores against the HR when evaluating, and writes ``status: complete`` last. It asks for
                           ``resources={"GPU": 1}`` on CUDA and gets ``retries=2`` (a dead worker or a crash is retried
-                          from scratch). The model comes from the per-process cache (:func:`pipelines.cluster.get_model`).
+                          from scratch). The model comes from the per-process cache
+                          (:func:`pipelines.cluster.get_model`).
 
 One task per (image, model) is the unit of parallelism: on the test panoramas, 4 images on 2 single-threaded
 workers keep both busy (see ``benchmarks/bench_pipeline.py``); splitting an image into row bands was not needed.
@@ -172,7 +173,7 @@ class Summary:
     def line(self) -> str:
         """The one-line summary printed at the end of a run."""
         return (
-            f"{self.done} done, {self.failed} failed, {self.skipped} skipped in {self.seconds:.1f} s "
+            f"{self.done} done, {self.failed} failed, {self.skipped} skipped (image × model) in {self.seconds:.1f} s "
             f"({self.megapixels_per_s:.2f} output Mpx/s)"
         )
 
@@ -265,7 +266,8 @@ def plan(job: Job, root: Any) -> tuple[list[tuple[Source, list[Pair]]], int]:
             pair = Pair(source.key, source.name, model, job.settings, job.store)
             recorded = st.pair_attrs(root, source.key, model.name)
             run, why = (True, "--overwrite") if job.overwrite else st.resume_action(recorded, pair.attrs)
-            (log.info if why in ("new", "complete") else log.warning)("%s [%s]: %s", source.name, model.name, why)
+            quiet = why in ("new", "complete", "--overwrite")  # the others are redone unexpectedly: say so
+            (log.info if quiet else log.warning)("%s [%s]: %s", source.name, model.name, why)
             if run:
                 pairs.append(pair)
             else:
@@ -372,6 +374,7 @@ def _one_line(exc: BaseException) -> str:
 
 # ---------------------------------------------------------------------------------------------------- worker side
 
+
 def decode(source: Source, settings: Settings, lr_source: Source | None) -> Decoded:
     """Read and decode ``source`` (and make its LR when evaluating); input problems become ``Decoded.error``.
 
@@ -409,7 +412,8 @@ def _make_pair(image: np.ndarray, settings: Settings, lr_source: Source | None, 
     lr = read_image(lr_source.open(), name=lr_source.name)
     h, w = lr.shape[0] * s, lr.shape[1] * s
     if image.shape[0] < h or image.shape[1] < w:
-        raise ValueError(f"{lr_source.name} ×{s} is {w}×{h}, larger than its HR {name} ({image.shape[1]}×{image.shape[0]})")
+        hr_size = f"{image.shape[1]}×{image.shape[0]}"
+        raise ValueError(f"{lr_source.name} ×{s} is {w}×{h}, larger than its HR {name} ({hr_size})")
     return image[:h, :w], lr
 
 
@@ -419,37 +423,45 @@ def super_resolve(pair: Pair, decoded: Decoded, topic: str | None = None) -> Pai
     if decoded.error is not None:
         st.fail_pair(pair.store, pair.key, name, {**pair.attrs, "source_sha256": decoded.sha256}, decoded.error)
         return PairResult(pair.key, name, st.FAILED, decoded.error)
-    from odisr.inference import upscale
-
-    model = get_model(pair.model.ref(pair.settings.device))
-    lr, s = decoded.lr, pair.model.scale
-    h, w = lr.shape[:2]
-    group = st.begin_pair(
-        pair.store, pair.key, name,
-        {**pair.attrs, "source_sha256": decoded.sha256, "lr_shape": [h, w], "sr_shape": [h * s, w * s]},
-    )  # fmt: skip
-    report = _reporter(topic)
-    report({"total": h * s * w * s})
-    sink = st.RegionSink(group, st.create_sr(group, (h * s, w * s), pair.chunk, lr.dtype), _on_write(report))
-    window = pair.model.window_size
-    attention = np.zeros((-(-h // window), -(-w // window)), np.float32) if pair.model.content_aware else None
-    settings = pair.settings
-    start = time.perf_counter()
     try:
-        upscale(
-            lr, model, mode=settings.mode, tile=settings.tile, halo=settings.halo, device=settings.device,
-            batch_size=settings.batch_size, amp=settings.amp, sink=sink, attention=attention,
-        )  # fmt: skip
-        results: dict[str, Any] = {"seconds": time.perf_counter() - start}
-        st.write_preview(group, sink.array)
-        if attention is not None:
-            st.write_attention(group, attention)
+        sink = _open_sink(pair, decoded, _reporter(topic))
+        results = _infer(pair, decoded.lr, sink)
         if decoded.hr is not None:
-            results.update(score(decoded.hr, sink.array[...], s))
+            results.update(score(decoded.hr, sink.array[...], pair.model.scale))
         st.complete_pair(sink, results)
     except st.Superseded as exc:
         return PairResult(pair.key, name, "superseded", str(exc))
-    return PairResult(pair.key, name, st.COMPLETE, megapixels=h * s * w * s / 1e6)
+    return PairResult(pair.key, name, st.COMPLETE, megapixels=sink.shape[0] * sink.shape[1] / 1e6)
+
+
+def _open_sink(pair: Pair, decoded: Decoded, report: Callable[[dict[str, int]], None]) -> st.RegionSink:
+    """(Re)create the pair's group and its ``sr`` array; the sink reports written pixels through ``report``."""
+    (h, w), s = decoded.lr.shape[:2], pair.model.scale
+    attrs = {**pair.attrs, "source_sha256": decoded.sha256, "lr_shape": [h, w], "sr_shape": [h * s, w * s]}
+    group = st.begin_pair(pair.store, pair.key, pair.model.name, attrs)
+    report({"total": h * s * w * s})
+    sr = st.create_sr(group, (h * s, w * s), pair.chunk, decoded.lr.dtype)
+    return st.RegionSink(group, sr, lambda pixels: report({"done": pixels}))
+
+
+def _infer(pair: Pair, lr: np.ndarray, sink: st.RegionSink) -> dict[str, Any]:
+    """Stream the SR of ``lr`` into ``sink``, then write the preview (and attention map); returns ``{"seconds"}``."""
+    from odisr.inference import upscale
+
+    settings, window = pair.settings, pair.model.window_size
+    model = get_model(pair.model.ref(settings.device))
+    windows = (-(-lr.shape[0] // window), -(-lr.shape[1] // window))
+    attention = np.zeros(windows, np.float32) if pair.model.content_aware else None
+    start = time.perf_counter()
+    upscale(
+        lr, model, mode=settings.mode, tile=settings.tile, halo=settings.halo, device=settings.device,
+        batch_size=settings.batch_size, amp=settings.amp, sink=sink, attention=attention,
+    )  # fmt: skip
+    seconds = time.perf_counter() - start
+    st.write_preview(sink.group, sink.array)
+    if attention is not None:
+        st.write_attention(sink.group, attention)
+    return {"seconds": seconds}
 
 
 def _reporter(topic: str | None) -> Callable[[dict[str, int]], None]:
@@ -461,10 +473,6 @@ def _reporter(topic: str | None) -> Callable[[dict[str, int]], None]:
     if topic is None or worker is None:
         return lambda msg: None
     return lambda msg: worker.log_event(topic, msg)
-
-
-def _on_write(report: Callable[[dict[str, int]], None]) -> Callable[[int], None]:
-    return lambda pixels: report({"done": pixels})
 
 
 def score(hr: np.ndarray, sr: np.ndarray, scale: int) -> dict[str, Any]:

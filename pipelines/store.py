@@ -31,7 +31,7 @@ from __future__ import annotations
 import math
 import uuid
 from collections.abc import Callable, Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -58,7 +58,7 @@ class Superseded(RuntimeError):
 
 def now() -> str:
     """Current UTC time, ISO 8601 with seconds."""
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 # ---------------------------------------------------------------------------------------------------- root (driver)
@@ -123,7 +123,7 @@ def resume_action(recorded: Mapping[str, Any] | None, wanted: Mapping[str, Any])
         return True, "failed before, retried" if status == FAILED else "incomplete (interrupted), redone from scratch"
     changed = [k for k in CONFIG_KEYS if recorded.get(k) != wanted.get(k)]
     if changed:
-        return True, "config changed (" + ", ".join(f"{k}: {recorded.get(k)!r} → {wanted.get(k)!r}" for k in changed) + ")"
+        return True, "config changed: " + ", ".join(f"{k}: {recorded.get(k)!r} → {wanted.get(k)!r}" for k in changed)
     return False, "complete"
 
 
@@ -186,31 +186,29 @@ def write_preview(group: zarr.Group, sr: zarr.Array, max_width: int = PREVIEW_MA
     Returns the ``(H // f, W // f, 3)`` uint8 array (area average, rounded half up; 16-bit input scaled to 8 bits).
     """
     height, width = sr.shape[:2]
-    to_8bit = 255.0 / np.iinfo(sr.dtype).max
     f = max(1, math.ceil(width / max_width))
     out_h, out_w = max(1, height // f), max(1, width // f)
+    to_8bit = 255.0 / np.iinfo(sr.dtype).max / f**2  # box sum → mean → 8 bits
     preview = np.empty((out_h, out_w, 3), np.uint8)
     rows = max(1, sr.chunks[0] // f)  # output rows per band
     for r0 in range(0, out_h, rows):
         r1 = min(out_h, r0 + rows)
-        block = sr[r0 * f : r1 * f, : out_w * f].astype(np.float32)
-        block = block[: (r1 - r0) * f].reshape(r1 - r0, f, out_w, f, 3).mean(axis=(1, 3)) * to_8bit
-        preview[r0:r1] = np.floor(block + 0.5).astype(np.uint8)
-    array = group.create_array(
-        PREVIEW, shape=preview.shape, chunks=preview.shape, dtype="uint8", compressors=COMPRESSOR,
-        dimension_names=["preview_y", "preview_x", "band"],
-    )
-    array[...] = preview
-    return array
+        block = sr[r0 * f : r1 * f, : out_w * f].reshape(r1 - r0, f, out_w, f, 3).sum(axis=(1, 3), dtype=np.uint64)
+        preview[r0:r1] = np.floor(block * to_8bit + 0.5).astype(np.uint8)
+    return _write_whole(group, PREVIEW, preview, ["preview_y", "preview_x", "band"])
 
 
 def write_attention(group: zarr.Group, attention: np.ndarray) -> zarr.Array:
     """``attention``: per LR window, the fraction of CAMixer blocks that routed it to attention, float32 in [0, 1]."""
+    return _write_whole(group, ATTENTION, attention.astype(np.float32), ["window_y", "window_x"])
+
+
+def _write_whole(group: zarr.Group, name: str, data: np.ndarray, dims: list[str]) -> zarr.Array:
+    """A small array stored as one compressed chunk."""
     array = group.create_array(
-        ATTENTION, shape=attention.shape, chunks=attention.shape, dtype="float32", compressors=COMPRESSOR,
-        dimension_names=["window_y", "window_x"],
+        name, shape=data.shape, chunks=data.shape, dtype=data.dtype, compressors=COMPRESSOR, dimension_names=dims
     )
-    array[...] = attention.astype(np.float32)
+    array[...] = data
     return array
 
 
@@ -226,7 +224,5 @@ def complete_pair(sink: RegionSink, results: Mapping[str, Any]) -> None:
 
 def fail_pair(store: str, key: str, model: str, attrs: Mapping[str, Any], error: str) -> None:
     """Record a failed (image, model) pair: a fresh group holding ``attrs``, ``status: failed`` and ``error``."""
-    zarr.create_group(
-        store, path=pair_path(key, model), overwrite=True,
-        attributes={**attrs, "status": FAILED, "error": error, "attempt": uuid.uuid4().hex},
-    )
+    attributes = {**attrs, "status": FAILED, "error": error, "attempt": uuid.uuid4().hex}
+    zarr.create_group(store, path=pair_path(key, model), overwrite=True, attributes=attributes)

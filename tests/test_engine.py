@@ -2,7 +2,7 @@
 
 Budget: ~3 min on 2 idle cores, almost all of it in 7 CAMixer forward passes (module-scoped fixtures):
 CAMixerSR-S ×4 on a 256×128 LR panorama (whole and tiled, direct and rolled), and CAMixerOSR ×2 (random
-init) on a 128×64 LR panorama (whole, tiled with absolute and with tile-relative latitude). Everything else
+init) on a 32×128 strip of it (whole, tiled with absolute and with tile-relative latitude). Everything else
 uses the bicubic model.
 """
 
@@ -150,7 +150,7 @@ def test_out_of_memory_backs_off_to_smaller_tiles(lr_small: np.ndarray, caplog: 
     assert np.array_equal(out, reference)
     assert "retrying one tile at a time" in caplog.text and "retrying with 32 px tiles" in caplog.text
     assert max(c[2] for c in model.calls[-3:]) == 64  # later tiles go straight to the smaller size
-    with pytest.raises(RuntimeError, match="out of memory even on one 16 px tile"):
+    with pytest.raises(RuntimeError, match="out of memory even on one 1 px tile"):
         upscale(lr_small, _MemoryLimitedBicubic(2, limit=100), tile=64, halo=16)
 
 
@@ -218,22 +218,41 @@ def test_attention_map_of_tiles(s_runs: dict[str, np.ndarray], camixer_s, lr_sma
     assert (s_runs["attention"] == 1.0).all()  # γ = 1: every window of every block took attention
     camixer_s.set_ratio(0.5)
     try:
-        attention = np.full((4, 8), np.nan, np.float32)
-        upscale(lr_small, camixer_s, mode="large", tile=32, attention=attention)
+        whole = np.full((4, 8), np.nan, np.float32)
+        upscale(lr_small, camixer_s, mode="lightweight", attention=whole)  # the image itself: 64×128, no padding
+        with torch.inference_mode():
+            camixer_s(torch.from_numpy(lr_small).permute(2, 0, 1)[None].float() / 255)
+        direct = torch.stack([r.selected.float() for r in camixer_s.routing()]).mean(0)[0].numpy()
+        tiled = np.full((4, 8), np.nan, np.float32)
+        upscale(lr_small, camixer_s, mode="large", tile=32, attention=tiled)
     finally:
         camixer_s.set_ratio(1.0)
-    assert np.isfinite(attention).all() and 0 <= attention.min() and attention.max() <= 1
-    assert 0.1 < attention.mean() < 0.9 and attention.std() > 0.02  # content-aware: some windows more than others
+    np.testing.assert_array_equal(whole, direct)
+    blocks = len(camixer_s.routing())
+    assert np.isfinite(tiled).all() and 0 <= tiled.min() and tiled.max() <= 1
+    np.testing.assert_allclose(tiled * blocks, np.round(tiled * blocks), atol=1e-5)  # a count of blocks per window
+    assert 0 < tiled.mean() < 1
 
 
 # ----------------------------------------------------------------------------- CAMixerOSR (latitude condition)
-def test_odi_tiles_get_their_absolute_latitude(shared: Path, lr_small: np.ndarray) -> None:
-    """Tiles conditioned on their absolute rows stay close to whole-image output; tile-relative rows do not."""
+def test_odi_tiles_get_their_absolute_latitude(shared: Path, pano: tuple[np.ndarray, np.ndarray]) -> None:
+    """Tiles conditioned on their absolute rows stay close to whole-image output; tile-relative rows do not.
+
+    The random-init checkpoint has zero DCN offset convolutions (BasicSR's init), so its latitude condition only
+    reaches the window router and barely changes the output (62.6 vs 61.5 dB measured). Seeded random offset
+    weights make the latitude drive the deformable convolutions, as in a trained CAMixerOSR.
+    """
     model = load(shared / "weights" / "random_init" / "RANDOMINIT_CAMixerOSR_x2_seed202.pth")
     assert model.uses_latitude
-    whole = upscale(lr_small, model, mode="odi")
-    absolute = upscale(lr_small, model, mode="odi", tile=32)
-    relative = upscale(lr_small, model, mode="odi", tile=32, _relative_condition=True)
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for name, module in model.named_modules():
+            if name.endswith("conv_offset"):
+                module.weight.copy_(0.05 * torch.randn(module.weight.shape, generator=gen))
+    strip = pano[1][:, :32]  # all 128 latitude rows, 32 columns: cheap, and tiles span a quarter of the latitudes
+    whole = upscale(strip, model, mode="odi")
+    absolute = upscale(strip, model, mode="odi", tile=32)
+    relative = upscale(strip, model, mode="odi", tile=32, _relative_condition=True)
     good, bad = psnr(absolute, whole), psnr(relative, whole)
     print(f"CAMixerOSR ×2 tiles vs whole: absolute rows {good:.2f} dB, tile-relative rows {bad:.2f} dB")
-    assert good >= 40 and good > bad + 10
+    assert good >= 50 and good > bad + 10

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import xarray as xr
 import zarr
 from distributed import Client, LocalCluster
 from typer.testing import CliRunner
@@ -34,7 +35,7 @@ VOLATILE = {"seconds", "attempt", "source", "weights"}  # attrs that legitimatel
 
 @pytest.fixture(scope="module")
 def scheduler():
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster:
         yield cluster.scheduler_address
 
 
@@ -82,9 +83,12 @@ def test_run_writes_the_store_equal_to_single_image_upscale(lr_dir, scheduler, t
         assert attrs["status"] == "complete" and attrs["lr_shape"] == [128, 256] and attrs["sr_shape"] == [512, 1024]
         assert attrs["source"] == str(lr_dir / name) and attrs["tile"] == 64 and attrs["mode"] == "odi"
         lr = read_image(lr_dir / name)
-        np.testing.assert_array_equal(sr(store, f"{key}/bicubic-x4"), odisr.upscale(lr, "bicubic-x4", tile=64, device="cpu"))
+        expected = odisr.upscale(lr, "bicubic-x4", tile=64, device="cpu")
+        np.testing.assert_array_equal(sr(store, f"{key}/bicubic-x4"), expected)
         group = zarr.open_group(str(store), mode="r")[f"images/{key}/bicubic-x4"]
         assert group["sr"].chunks == (256, 256, 3) and group["preview"].shape == (512, 1024, 3)
+    ds = xr.open_zarr(str(store), group="images/hohonet_pano/bicubic-x4", consolidated=False)
+    assert ds["sr"].dims == ("y", "x", "band") and ds["sr"].shape == (512, 1024, 3)
     (run_record,) = zarr.open_group(str(store), mode="r").attrs["runs"]
     assert run_record["summary"]["done"] == 2 and run_record["config"]["tile"] == 64
 
@@ -144,7 +148,7 @@ def test_zip_archive_with_a_traversal_member(lr_dir, scheduler, tmp_path):
     assert not (tmp_path.parent / "escape.png").exists()
 
 
-# ---------------------------------------------------------------------------------------------------- errors before work
+# ------------------------------------------------------------------------------------------------ errors before work
 
 
 def test_missing_weights_file_fails_before_any_work(lr_dir, tmp_path):

@@ -56,7 +56,7 @@ def test_colliding_keys_get_distinct_suffixes(tmp_path):
     assert len(keys) == 2 and all(k.startswith("a-") for k in keys) and keys[0] != keys[1]
 
 
-# ---------------------------------------------------------------------------------------------------- files, dirs, globs
+# ------------------------------------------------------------------------------------------------ files, dirs, globs
 
 
 def test_directory_is_recursive_and_skips_hidden_and_non_images(tmp_path):

@@ -89,7 +89,9 @@ def run_command(
 def evaluate_command(
     inputs: Inputs = None,
     out: Out = ...,
-    model: Annotated[list[str], typer.Option("--model", "-m", help="Model to compare (repeatable; bicubic too).")] = ...,
+    model: Annotated[
+        list[str], typer.Option("--model", "-m", help="Model to compare (repeatable; bicubic too).")
+    ] = ...,
     scale: Annotated[int, typer.Option("--scale", "-s", help="Upscaling factor of every model.")] = ...,
     degrade: Annotated[
         str, typer.Option("--degrade", help="How LR panoramas are made from the HR: bicubic (ERP) or fisheye.")
@@ -268,7 +270,7 @@ def comparison_tables(store: str, sources: list[Any]) -> list[Table]:
     scores: dict[str, dict[str, dict[str, float]]] = {}  # model -> image name -> metrics
     for source in sources:
         group = root.get(f"images/{source.key}")
-        for name, pair in (group.groups() if group is not None else []):
+        for name, pair in group.groups() if group is not None else []:
             if pair.attrs.get("status") == COMPLETE and "metrics" in pair.attrs:
                 scores.setdefault(name, {})[source.name] = pair.attrs["metrics"]
     return [_per_image_table(scores, sources), _mean_table(scores)]
@@ -288,13 +290,14 @@ def _per_image_table(scores: dict[str, dict[str, dict[str, float]]], sources: li
 
 def _mean_table(scores: dict[str, dict[str, dict[str, float]]]) -> Table:
     table = Table(title="Mean over images")
-    table.add_column("model")
+    table.add_column("model", no_wrap=True)
     table.add_column("images", justify="right")
     for _, label in _METRICS:
         table.add_column(label, justify="right")
     for model, per_image in scores.items():
-        means = [sum(m[k] for m in per_image.values()) / len(per_image) for k, _ in _METRICS]
-        table.add_row(model, str(len(per_image)), *(_cell(v, False, 2 if "psnr" in k else 4) for v, (k, _) in zip(means, _METRICS)))
+        cells = [_cell(sum(m[k] for m in per_image.values()) / len(per_image), False, 2 if "psnr" in k else 4)
+                 for k, _ in _METRICS]  # fmt: skip
+        table.add_row(model, str(len(per_image)), *cells)
     return table
 
 

@@ -45,13 +45,20 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     return torch.device("cpu")
 
 
-def _autocast(device: torch.device, amp: Amp) -> contextlib.AbstractContextManager[Any]:
-    if amp is False or amp is None:
-        return contextlib.nullcontext()
-    if amp not in _AMP_DTYPES:
+def _effective_amp(device: torch.device, amp: Amp) -> Amp:
+    """``amp`` validated; False on the CPU (logged), where fp16/bf16 autocast is slow and not what users expect."""
+    if amp is None:
+        return False
+    if amp is not False and amp not in _AMP_DTYPES:
         raise ValueError(f"amp must be False, True, 'fp16' or 'bf16', got {amp!r}")
-    if device.type == "cpu":
+    if amp is not False and device.type == "cpu":
         log.warning("amp=%r ignored on the CPU (autocast is used on CUDA/MPS only); running in float32", amp)
+        return False
+    return amp
+
+
+def _autocast(device: torch.device, amp: Amp) -> contextlib.AbstractContextManager[Any]:
+    if amp is False:
         return contextlib.nullcontext()
     return torch.autocast(device.type, dtype=_AMP_DTYPES[amp])
 
@@ -163,13 +170,15 @@ class _Runner:
             self.batch_size = 1
             return [r for t in tiles for r in self._run([t])]
         core, window = self._core(tiles[0]), self.grid.window
-        smaller = align_up(core // 2, window)
+        smaller = max(window, align_up(core // 2, window))
         if smaller >= core:
             raise RuntimeError(
                 f"out of memory even on one {core} px tile (+{tiles[0].halo} px halo) on {self.device}: "
                 "use a smaller halo, amp='bf16'/'fp16', or the CPU"
             ) from error
-        log.warning("out of memory on a %d px tile (+%d px halo); retrying with %d px tiles", core, tiles[0].halo, smaller)
+        log.warning(
+            "out of memory on a %d px tile (+%d px halo); retrying with %d px tiles", core, tiles[0].halo, smaller
+        )
         self.max_core = smaller
         return [self._run_split(tiles[0])]
 
@@ -331,7 +340,7 @@ def upscale(
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
     dev = resolve_device(device)
-    _autocast(dev, amp)  # validates amp early
+    amp = _effective_amp(dev, amp)
     net = _resolve_model(model, dev, ratio)
     height, width = pixels.data.shape[:2]
     if halo is None:
@@ -360,9 +369,9 @@ def upscale(
     with tqdm(total=len(grid), disable=not progress, unit="tile", desc="upscale") as bar:
         for t, r in runner.results(grid):
             ys, xs = t.region(s)
-            out[(ys, xs) + (slice(None),) * (out.ndim - 2)] = r.block
-            if want_attention and r.attention is not None:
+            out[(ys, xs) + (slice(None),) * (len(out_shape) - 2)] = r.block
+            if attention is not None and r.attention is not None:
                 wy, wx = t.y0 // grid.window, t.x0 // grid.window
-                attention[wy : wy + r.attention.shape[0], wx : wx + r.attention.shape[1]] = r.attention  # type: ignore[index]
+                attention[wy : wy + r.attention.shape[0], wx : wx + r.attention.shape[1]] = r.attention
             bar.update()
     return out if sink is None else None

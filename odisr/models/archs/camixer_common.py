@@ -129,10 +129,21 @@ def pad_to_multiple(x: Tensor, multiple: int) -> Tensor:
     return x
 
 
-def window_view(x: Tensor, ws: int) -> Tensor:
-    """View ``(B, C, H, W)`` as ``(B, nH, nW, ws, ws, C)`` windows (shares memory with a contiguous ``x``)."""
+def to_windows(x: Tensor, ws: int) -> Tensor:
+    """``(B, C, H, W)`` → ``(B·N, ws², C)`` tokens: windows row-major over the grid, tokens row-major inside."""
     b, c, h, w = x.shape
-    return x.view(b, c, h // ws, ws, w // ws, ws).permute(0, 2, 4, 3, 5, 1)
+    return x.reshape(b, c, h // ws, ws, w // ws, ws).permute(0, 2, 4, 3, 5, 1).reshape(-1, ws * ws, c)
+
+
+def from_windows(tokens: Tensor, b: int, h: int, w: int) -> Tensor:
+    """Inverse of :func:`to_windows`: ``(B·N, ws², C)`` → contiguous ``(B, C, H, W)``.
+
+    Contiguous even for a single window, where the reshape would be a channels-last view that makes the
+    convolutions pick another algorithm (and rounding) than for the same image in a batch.
+    """
+    ws, c = math.isqrt(tokens.shape[1]), tokens.shape[2]
+    image = tokens.reshape(b, h // ws, w // ws, ws, ws, c).permute(0, 5, 1, 3, 2, 4).reshape(b, c, h, w)
+    return image.contiguous()
 
 
 def window_coordinates(h: int, w: int, ws: int, like: Tensor) -> Tensor:
@@ -171,6 +182,33 @@ def top_windows(score: Tensor, keep: Tensor) -> Tensor:
     return torch.zeros_like(score, dtype=torch.bool).scatter_(1, order, ranks < keep[:, None])
 
 
+def per_image(module: nn.Module, x: Tensor) -> Tensor:
+    """``module(x)`` evaluated one image at a time, so that its rounding cannot depend on the rest of the batch.
+
+    Used for small tensors such as ``(B, C, 1, 1)`` or ``(B, N, 2)``, where an image's values sit at different
+    offsets from the SIMD lanes in a batch than alone, and vector and scalar code round differently.
+    """
+    if x.shape[0] == 1:
+        return module(x)
+    return torch.cat([module(xi) for xi in x.split(1)])
+
+
+class PerImageConv2d(nn.Conv2d):
+    """``nn.Conv2d`` evaluated one image at a time (same parameters and state-dict keys).
+
+    oneDNN chooses its convolution algorithm from the whole input shape, batch size included, and the algorithms
+    round differently: measured here, almost every convolution of these networks on 16×16 maps, and the small ones
+    (3 input or ≤ 8 output channels) at any size, give an image a different result alone than inside a batch.
+    Per-image calls make every output independent of its batch at no cost on CPU, where oneDNN parallelises within
+    an image anyway.
+    """
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.shape[0] == 1:
+            return self._conv_forward(x, self.weight, self.bias)
+        return torch.cat([self._conv_forward(xi, self.weight, self.bias) for xi in x.split(1)])
+
+
 def conv_flops(pixels: int, *modules: nn.Module) -> int:
     """FLOPs (2 per multiply-add, biases not counted) of every ``Conv2d`` in ``modules`` on ``pixels`` outputs."""
     total = 0
@@ -182,20 +220,6 @@ def conv_flops(pixels: int, *modules: nn.Module) -> int:
     return total
 
 
-class PerImageConv2d(nn.Conv2d):
-    """``nn.Conv2d`` evaluated one image at a time.
-
-    For some shapes (3-channel input, 1×1 maps) oneDNN picks a batch-size-dependent kernel whose rounding differs,
-    which would make an image's output depend on the rest of its batch; these convolutions are cheap, so they run
-    per image. Same parameters and state-dict keys as ``nn.Conv2d``.
-    """
-
-    def forward(self, x: Tensor) -> Tensor:
-        if x.shape[0] == 1:
-            return self._conv_forward(x, self.weight, self.bias)
-        return torch.cat([self._conv_forward(xi, self.weight, self.bias) for xi in x.split(1)])
-
-
 class GatedFeedForward(nn.Module):
     """Gated FFN: ``project_out(gelu(a) · b)`` with ``(a, b) = dwconv(project_in(x))`` split along channels.
 
@@ -204,9 +228,9 @@ class GatedFeedForward(nn.Module):
 
     def __init__(self, dim: int, kernel: int = 3, bias: bool = False) -> None:
         super().__init__()
-        self.project_in = nn.Conv2d(dim, 2 * dim, 1, bias=bias)
-        self.dwconv = nn.Conv2d(2 * dim, 2 * dim, kernel, padding=kernel // 2, groups=2 * dim, bias=bias)
-        self.project_out = nn.Conv2d(dim, dim, 1, bias=bias)
+        self.project_in = PerImageConv2d(dim, 2 * dim, 1, bias=bias)
+        self.dwconv = PerImageConv2d(2 * dim, 2 * dim, kernel, padding=kernel // 2, groups=2 * dim, bias=bias)
+        self.project_out = PerImageConv2d(dim, dim, 1, bias=bias)
 
     def forward(self, x: Tensor) -> Tensor:
         a, b = self.dwconv(self.project_in(x)).chunk(2, dim=1)
@@ -232,22 +256,21 @@ class Predictor(nn.Module):
         norm = [LayerNorm2d(hidden)] if style.predictor_norm else []
         self.window_size = window_size
         self.max_offset = style.max_offset
-        self.in_conv = nn.Sequential(nn.Conv2d(cdim, hidden, 1), *norm, act)
-        self.out_offsets = nn.Sequential(nn.Conv2d(hidden, cdim // 8, 1), act, nn.Conv2d(cdim // 8, 2, 1))
+        self.in_conv = nn.Sequential(PerImageConv2d(cdim, hidden, 1), *norm, act)
+        self.out_offsets = nn.Sequential(PerImageConv2d(hidden, cdim // 8, 1), act, PerImageConv2d(cdim // 8, 2, 1))
         self.out_mask = nn.Sequential(
             nn.Linear(window_size**2, window_size), act, nn.Linear(window_size, 2), nn.Softmax(dim=-1)
         )
         self.out_CA = nn.Sequential(nn.AdaptiveAvgPool2d(1), PerImageConv2d(hidden, dim, 1), nn.Sigmoid())
-        self.out_SA = nn.Sequential(nn.Conv2d(hidden, 1, 3, padding=1), nn.Sigmoid())
+        self.out_SA = nn.Sequential(PerImageConv2d(hidden, 1, 3, padding=1), nn.Sigmoid())
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         x = self.in_conv(x)
         offsets = self.out_offsets(x)
         if self.max_offset is not None:
             offsets = offsets.tanh() * self.max_offset
-        ws = self.window_size
-        energy = window_view(x.mean(1, keepdim=True), ws).flatten(1, 2).flatten(2)  # (B, N, ws²)
-        return offsets, self.out_CA(x), self.out_SA(x), self.out_mask(energy)
+        energy = to_windows(x.mean(1, keepdim=True), self.window_size).view(x.shape[0], -1, self.window_size**2)
+        return offsets, per_image(self.out_CA, x), self.out_SA(x), per_image(self.out_mask, energy)
 
     def flops(self, pixels: int, windows: int) -> int:
         """FLOPs on ``pixels`` LR pixels split into ``windows`` windows (channel attention runs on 1 pooled pixel)."""
@@ -272,16 +295,16 @@ class CAMixer(nn.Module):
         self.forced_keep: int | None = None
         self.selection: Tensor | None = None
         k, d = style.spatial_kernel, style.spatial_dilation
-        pointwise = [nn.Conv2d(dim, dim, 1)] if style.spatial_pointwise else []
-        self.project_v = nn.Conv2d(dim, dim, 1)
+        pointwise = [PerImageConv2d(dim, dim, 1)] if style.spatial_pointwise else []
+        self.project_v = PerImageConv2d(dim, dim, 1)
         self.project_q = nn.Linear(dim, dim)
         self.project_k = nn.Linear(dim, dim)
         self.conv_sptial = nn.Sequential(
             *pointwise,
-            nn.Conv2d(dim, dim, k, padding=k // 2, groups=dim),
-            nn.Conv2d(dim, dim, k, padding=(k // 2) * d, groups=dim, dilation=d),
+            PerImageConv2d(dim, dim, k, padding=k // 2, groups=dim),
+            PerImageConv2d(dim, dim, k, padding=(k // 2) * d, groups=dim, dilation=d),
         )
-        self.project_out = nn.Conv2d(dim, dim, 1)
+        self.project_out = PerImageConv2d(dim, dim, 1)
         self.act = nn.GELU()
         self.route = Predictor(dim, window_size, style)
 
@@ -293,16 +316,13 @@ class CAMixer(nn.Module):
         coords = roll2d(window_coordinates(h, w, ws, v), -shift)
         route_in = torch.cat([v, condition.expand(b, -1, -1, -1), coords.expand(b, -1, -1, -1)], dim=1)
         offsets, ca, sa, probs = self.route(route_in)
-        # Offsets are predicted in the (possibly shifted) window frame but warp the unshifted map (official).
-        warped = roll2d(flow_warp(x, offsets.permute(0, 2, 3, 1)), -shift)
-        q, k = (shifted, shifted + warped) if self.residual_key else (warped, warped)
         vs = v * sa
         if self.training:
             mask = F.gumbel_softmax(probs, hard=True, dim=-1)[..., 0]  # probabilities used as logits (official)
-            mixed = self._attend_masked(q, k, v, vs, mask)
+            mixed = self._attend_masked(*self._query_key(x, shifted, offsets), v, vs, mask)
         else:
             mask = self._select(probs[..., 0])
-            mixed = self._attend_selected(q, k, v, vs, mask)
+            mixed = self._attend_selected(x, shifted, offsets, v, vs, mask)
         self.selection = mask.view(b, h // ws, w // ws)
         mixed = roll2d(mixed, shift)
         out = self.act(self.conv_sptial(mixed)) * ca + mixed
@@ -317,40 +337,48 @@ class CAMixer(nn.Module):
             keep = torch.full((b,), min(self.forced_keep, n), dtype=torch.long, device=p_attn.device)
         return top_windows(p_attn, keep)
 
-    def _attend_selected(self, q: Tensor, k: Tensor, v: Tensor, vs: Tensor, sel: Tensor) -> Tensor:
+    def _query_key(self, x: Tensor, shifted: Tensor, offsets: Tensor) -> tuple[Tensor, Tensor]:
+        """Queries and deformable keys ``(B, C, H, W)`` in the window frame.
+
+        The offsets are predicted in the (possibly shifted) window frame but warp the unshifted map (official).
+        """
+        warped = roll2d(flow_warp(x, offsets.permute(0, 2, 3, 1)), -self.shift)
+        return (shifted, shifted + warped) if self.residual_key else (warped, warped)
+
+    def _attend_selected(self, x: Tensor, shifted: Tensor, offsets: Tensor, v: Tensor, vs: Tensor, sel: Tensor) -> Tensor:
         """Attention on the selected windows only; every other window keeps ``v·sa``.
 
         The selected (image, window) pairs of the whole batch are gathered into one attention call, so each image
-        keeps its own count and the result does not depend on the rest of the batch.
+        keeps its own count and the result does not depend on the rest of the batch. Nothing of the attention
+        branch (not even the deformable warp) runs when no window is selected.
         """
         ws = self.window_size
-        out = vs.contiguous()
-        grid = sel.view(sel.shape[0], q.shape[-2] // ws, q.shape[-1] // ws)
-        if not bool(grid.any()):
-            return out
+        b, _, h, w = v.shape
+        idx = sel.flatten().nonzero().squeeze(1)
+        if idx.numel() == 0:
+            return vs
+        every = idx.numel() == sel.numel()
+        q, k = self._query_key(x, shifted, offsets)
 
-        def gather(t: Tensor) -> Tensor:  # (M, ws², C), contiguous so that SDPA can use its fused kernel
-            return window_view(t.contiguous(), ws)[grid].reshape(-1, ws * ws, t.shape[1]).contiguous()
+        def gather(t: Tensor) -> Tensor:  # (M, ws², C)
+            tokens = to_windows(t, ws)
+            return tokens if every else tokens.index_select(0, idx)
 
         qw = gather(q)
         kw = qw if k is q else gather(k)
-        attended = window_attention(self.project_q(qw), self.project_k(kw), gather(v))
-        window_view(out, ws)[grid] = attended.unflatten(1, (ws, ws)).to(out.dtype)
-        return out
+        attended = window_attention(self.project_q(qw), self.project_k(kw), gather(v)).to(vs.dtype)
+        tokens = attended if every else to_windows(vs, ws).index_copy_(0, idx, attended)
+        return from_windows(tokens, b, h, w)
 
     def _attend_masked(self, q: Tensor, k: Tensor, v: Tensor, vs: Tensor, mask: Tensor) -> Tensor:
         """Training path: every window is processed and the hard mask ``(B, N)`` blends attention and ``v·sa``."""
         ws = self.window_size
-        b, c, h, w = v.shape
-
-        def windows(t: Tensor) -> Tensor:
-            return window_view(t.contiguous(), ws).reshape(b, -1, ws * ws, c)  # (B, N, ws², C)
-
-        m = mask[..., None, None]
-        qw = windows(q) * m
-        kw = qw if k is q else windows(k) * m
-        mixed = window_attention(self.project_q(qw), self.project_k(kw), windows(v) * m) + windows(vs) * (1 - m)
-        return mixed.view(b, h // ws, w // ws, ws, ws, c).permute(0, 5, 1, 3, 2, 4).reshape(b, c, h, w)
+        b, _, h, w = v.shape
+        m = mask.reshape(-1, 1, 1)
+        qw = to_windows(q, ws) * m
+        kw = qw if k is q else to_windows(k, ws) * m
+        attended = window_attention(self.project_q(qw), self.project_k(kw), to_windows(v, ws) * m)
+        return from_windows(attended + to_windows(vs, ws) * (1 - m), b, h, w)
 
     def flops(self, pixels: int, windows: int, kept: int) -> int:
         """FLOPs with ``kept`` of ``windows`` windows through attention (q/k projections + two token matmuls)."""

@@ -64,7 +64,7 @@ class DCNv2Pack(nn.Module):
         self.padding = padding
         self.weight = nn.Parameter(torch.empty(out_channels, in_channels, kernel_size, kernel_size))
         self.bias = nn.Parameter(torch.zeros(out_channels))
-        self.conv_offset = nn.Conv2d(in_channels, 3 * kernel_size**2, kernel_size, padding=padding)
+        self.conv_offset = PerImageConv2d(in_channels, 3 * kernel_size**2, kernel_size, padding=padding)
         bound = 1 / math.sqrt(in_channels * kernel_size**2)
         nn.init.uniform_(self.weight, -bound, bound)
         nn.init.zeros_(self.conv_offset.weight)  # start as a plain convolution (BasicSR's initialisation)
@@ -82,8 +82,8 @@ class DCNv2Pack(nn.Module):
 def condition_encoder(n_feats: int) -> nn.Sequential:
     """``offset_conv``: the 1-channel condition → ``n_feats`` guide features for a DCNv2Pack."""
     return nn.Sequential(
-        nn.Conv2d(1, n_feats, 1), nn.LeakyReLU(0.2, inplace=True),
-        nn.Conv2d(n_feats, n_feats, 1), nn.LeakyReLU(0.2, inplace=True),
+        PerImageConv2d(1, n_feats, 1), nn.LeakyReLU(0.2, inplace=True),
+        PerImageConv2d(n_feats, n_feats, 1), nn.LeakyReLU(0.2, inplace=True),
     )
 
 
@@ -138,9 +138,9 @@ class CAMixerOSR(CAMixerNet):
         self.norm = LayerNorm2d(n_feats)
         self.body = nn.ModuleList(OSRGroup(n_feats, n_block[i], self.ratio) for i in range(n_group))
         self.offset_conv = condition_encoder(n_feats)
-        self.body_tail = nn.Conv2d(n_feats, n_feats, 3, padding=1)
+        self.body_tail = PerImageConv2d(n_feats, n_feats, 3, padding=1)
         self.dcn = DCNv2Pack(n_feats, n_feats)
-        self.tail = nn.Sequential(nn.Conv2d(n_feats, n_colors * scale**2, 3, padding=1), nn.PixelShuffle(scale))
+        self.tail = nn.Sequential(PerImageConv2d(n_feats, n_colors * scale**2, 3, padding=1), nn.PixelShuffle(scale))
 
     def forward(self, x: Tensor, condition: Tensor | None = None) -> Tensor | TrainOutput:
         self._check_input(x)

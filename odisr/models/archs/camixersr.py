@@ -55,7 +55,7 @@ class Group(BlockGroup):
 
     def __init__(self, n_feats: int, n_block: int, ratio: float) -> None:
         super().__init__(n_feats, n_block, SR_STYLE, ratio)
-        self.body_tail = nn.Conv2d(n_feats, n_feats, 1)
+        self.body_tail = PerImageConv2d(n_feats, n_feats, 1)
 
     def forward(self, x: Tensor, condition: Tensor) -> Tensor:
         return self.body_tail(self.run_blocks(x, condition)) + x
@@ -94,11 +94,11 @@ class CAMixerSR(CAMixerNet):
         act = nn.LeakyReLU(0.1, inplace=True)
         self.head = PerImageConv2d(n_colors, n_feats, 3, padding=1)
         self.global_predictor = nn.Sequential(
-            nn.Conv2d(n_feats, 8, 1), act, nn.Conv2d(8, 2, 3, padding=1), act
+            PerImageConv2d(n_feats, 8, 1), act, PerImageConv2d(8, 2, 3, padding=1), act
         )
         self.body = nn.ModuleList(Group(n_feats, n_block[i], self.ratio) for i in range(n_group))
-        self.body_tail = nn.Conv2d(n_feats, n_feats, 3, padding=1)
-        self.tail = nn.Sequential(nn.Conv2d(n_feats, n_colors * scale**2, 3, padding=1), nn.PixelShuffle(scale))
+        self.body_tail = PerImageConv2d(n_feats, n_feats, 3, padding=1)
+        self.tail = nn.Sequential(PerImageConv2d(n_feats, n_colors * scale**2, 3, padding=1), nn.PixelShuffle(scale))
 
     def forward(self, x: Tensor) -> Tensor | TrainOutput:
         self._check_input(x)
