@@ -1,7 +1,8 @@
 """The tiling engine: seamless tiles, the 360° seam, sinks, dtypes, OOM back-off, CAMixer integration.
 
-Budget: ~3 min on 2 idle cores, almost all of it in 7 CAMixer forward passes (module-scoped fixtures):
-CAMixerSR-S ×4 on a 256×128 LR panorama (whole and tiled, direct and rolled), and CAMixerOSR ×2 (random
+Budget: under 4 min on 2 idle cores (5 min 15 s measured on cores shared with other jobs), almost all of it in
+CAMixer forward passes shared through module-scoped fixtures: CAMixerSR-S ×4 on a 256×128 LR panorama (whole
+and tiled, direct and rolled by 180°; then three small runs for the attention map), and CAMixerOSR ×2 (random
 init) on a 32×128 strip of it (whole, tiled with absolute and with tile-relative latitude). Everything else
 uses the bicubic model.
 """

@@ -130,9 +130,14 @@ def pad_to_multiple(x: Tensor, multiple: int) -> Tensor:
 
 
 def to_windows(x: Tensor, ws: int) -> Tensor:
-    """``(B, C, H, W)`` → ``(B·N, ws², C)`` tokens: windows row-major over the grid, tokens row-major inside."""
+    """``(B, C, H, W)`` → contiguous ``(B·N, ws², C)`` tokens, windows row-major over the grid, tokens inside.
+
+    Contiguous even for a single window (where the reshape alone would be a strided view), so that the attention
+    kernel sees the same layout whatever the batch and grid.
+    """
     b, c, h, w = x.shape
-    return x.reshape(b, c, h // ws, ws, w // ws, ws).permute(0, 2, 4, 3, 5, 1).reshape(-1, ws * ws, c)
+    tokens = x.reshape(b, c, h // ws, ws, w // ws, ws).permute(0, 2, 4, 3, 5, 1).reshape(-1, ws * ws, c)
+    return tokens.contiguous()
 
 
 def from_windows(tokens: Tensor, b: int, h: int, w: int) -> Tensor:
