@@ -39,7 +39,7 @@ from odisr.io import read_image, write_image
 from odisr.resize import imresize
 from odisr.sources import find_sources
 from pipelines.batch_sr import Job, Settings, resolve_model, run_job
-from pipelines.cluster import TorchThreads, get_model, preload
+from pipelines.cluster import WorkerSetup, get_model, preload
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 PANOS = ("layoutnet_testpano.png", "vrview_petra.jpg", "vrview_machu_picchu.jpg", "psv_sphere_small.jpg")
@@ -84,7 +84,7 @@ def start_cluster(stack: ExitStack, workers: int, args: argparse.Namespace) -> t
         LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0")
     )
     client = stack.enter_context(Client(cluster))
-    client.register_plugin(TorchThreads())
+    client.register_plugin(WorkerSetup())
     preload(client, args.choice.ref("cpu"))
     return client, time.perf_counter() - start
 
@@ -117,8 +117,8 @@ def measure(args: argparse.Namespace, paths: list[Path], tmp: Path) -> dict[str,
             for n in (1, 2):  # n torch threads for the loop, n single-threaded workers for the pipeline
                 wall, cpu, reference = timed(lambda n=n: loop(paths, args, n), cpu_seconds)
                 keep(f"loop_{n}t", wall, cpu)
-                out = tmp / f"w{n}.zarr"
-                wall, cpu, _ = timed(lambda n=n, out=out: pipeline(clients[n], paths, args, out), cluster_cpu(clients[n]))
+                out, client = tmp / f"w{n}.zarr", clients[n]
+                wall, cpu, _ = timed(lambda c=client, o=out: pipeline(c, paths, args, o), cluster_cpu(client))
                 keep(f"pipeline_{n}w", wall, cpu)
                 if n == 1:  # same thread count as the workers: bit-identical results
                     check_equal(out, reference, args.choice.name)

@@ -441,10 +441,12 @@ class CAMixerNet(SRModel):
     window_size = WINDOW
     content_aware = True
 
-    def __init__(self, scale: int, ratio: float) -> None:
+    def __init__(self, scale: int, ratio: float, n_block: Sequence[int], n_group: int) -> None:
         super().__init__()
         if scale < 1:
             raise ValueError(f"scale must be a positive integer, got {scale}")
+        if len(n_block) < n_group:
+            raise ValueError(f"n_block needs a block count for each of the {n_group} groups, got {list(n_block)}")
         self.scale = int(scale)
         self._ratio = _check_ratio(ratio)
 

@@ -129,9 +129,7 @@ class CAMixerOSR(CAMixerNet):
         scale: int = 4,
         ratio: float = 0.5,
     ) -> None:
-        super().__init__(scale, ratio)
-        if len(n_block) < n_group:
-            raise ValueError(f"n_block needs a block count for each of the {n_group} groups, got {list(n_block)}")
+        super().__init__(scale, ratio, n_block, n_group)
         mean = RGB_MEAN if n_colors == 3 else (0.0,) * n_colors
         self.register_buffer("rgb_mean", torch.tensor(mean).view(1, n_colors, 1, 1), persistent=False)
         self.head = PerImageConv2d(n_colors, n_feats, 3, padding=1)

@@ -88,9 +88,7 @@ class CAMixerSR(CAMixerNet):
         scale: int = 4,
         ratio: float = 0.5,
     ) -> None:
-        super().__init__(scale, ratio)
-        if len(n_block) < n_group:
-            raise ValueError(f"n_block needs a block count for each of the {n_group} groups, got {list(n_block)}")
+        super().__init__(scale, ratio, n_block, n_group)
         act = nn.LeakyReLU(0.1, inplace=True)
         self.head = PerImageConv2d(n_colors, n_feats, 3, padding=1)
         self.global_predictor = nn.Sequential(
