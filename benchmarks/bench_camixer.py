@@ -76,7 +76,8 @@ def main() -> None:
             "kept_windows_per_block": kept, "windows_per_block": (h // 16) * (w // 16),
         })
         print(f"γ={ratio:.2f}  median {median:.2f} s  runs {[round(t, 2) for t in times]}  "
-              f"{h * w / median:,.0f} LR px/s  {results[-1]['gflops']} GFLOPs  kept {sum(kept)}/{20 * (h // 16) * (w // 16)}")
+              f"{h * w / median:,.0f} LR px/s  {results[-1]['gflops']} GFLOPs  "
+              f"kept {sum(kept)}/{len(kept) * results[-1]['windows_per_block']} windows")
     if len(results) > 1:
         print(f"speed-up γ={results[-1]['ratio']} vs γ={results[0]['ratio']}: "
               f"{results[0]['median_s'] / results[-1]['median_s']:.2f}×")

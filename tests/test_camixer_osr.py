@@ -52,7 +52,7 @@ def _latitude(h: int, w: int) -> torch.Tensor:
     return torch.cos((-1 + (2 * rows + 1) / h) * torch.pi / 2).float().view(1, 1, h, 1).expand(1, 1, h, w)
 
 
-# --- checkpoint format --------------------------------------------------------------------------------------------------
+# --- checkpoint format ------------------------------------------------------------------------------------------------
 def test_key_lists_cover_every_camixerosr_file(shared: Path) -> None:
     files = {p.name for p in (shared / "specs" / "state_dict_keys").iterdir() if "CAMixerOSR" in p.name}
     assert files == set(KEY_LISTS)
@@ -145,7 +145,7 @@ def test_output_is_batch_independent(osr_x2: CAMixerOSR, shared: Path, ratio: fl
     assert_batch_independent(osr_x2, x, condition=_latitude(48, 64))
 
 
-# --- training, cost, autocast ------------------------------------------------------------------------------------------
+# --- training, cost, autocast -----------------------------------------------------------------------------------------
 def test_training_step_updates_predictor() -> None:
     torch.manual_seed(0)
     model = CAMixerOSR(n_block=(2,), n_group=1, n_feats=16, scale=2)
@@ -178,7 +178,7 @@ def test_bfloat16_autocast_runs() -> None:
     assert (out.float() - ref).abs().mean() < 0.05
 
 
-# --- registry ----------------------------------------------------------------------------------------------------------
+# --- registry ---------------------------------------------------------------------------------------------------------
 def test_registry_entries() -> None:
     assert {"camixersr-odi-x2", "camixersr-odi-x4"} <= set(available())
     spec = get_spec("camixersr-odi-x4")

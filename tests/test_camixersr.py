@@ -223,7 +223,7 @@ def test_sdpa_matches_explicit_attention() -> None:
     assert (window_attention(q, k, v) - explicit_attention(q, k, v)).abs().max() <= 1e-5
 
 
-# --- training ----------------------------------------------------------------------------------------------------------
+# --- training ---------------------------------------------------------------------------------------------------------
 def test_training_step_updates_predictor() -> None:
     torch.manual_seed(0)
     model = CAMixerSR(n_block=(2,), n_group=1, n_feats=16, scale=2, ratio=0.5)

@@ -350,7 +350,9 @@ class CAMixer(nn.Module):
         warped = roll2d(flow_warp(x, offsets.permute(0, 2, 3, 1)), -self.shift)
         return (shifted, shifted + warped) if self.residual_key else (warped, warped)
 
-    def _attend_selected(self, x: Tensor, shifted: Tensor, offsets: Tensor, v: Tensor, vs: Tensor, sel: Tensor) -> Tensor:
+    def _attend_selected(
+        self, x: Tensor, shifted: Tensor, offsets: Tensor, v: Tensor, vs: Tensor, sel: Tensor
+    ) -> Tensor:
         """Attention on the selected windows only; every other window keeps ``v·sa``.
 
         The selected (image, window) pairs of the whole batch are gathered into one attention call, so each image
