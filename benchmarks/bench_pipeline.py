@@ -32,14 +32,14 @@ from pathlib import Path
 import numpy as np
 import torch
 import zarr
-from distributed import Client, LocalCluster
+from distributed import Client
 
 from odisr.inference import upscale
 from odisr.io import read_image, write_image
 from odisr.resize import imresize
 from odisr.sources import find_sources
 from pipelines.batch_sr import Job, Settings, resolve_model, run_job
-from pipelines.cluster import WorkerSetup, get_model, preload
+from pipelines.cluster import connect, get_model, preload
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 PANOS = ("layoutnet_testpano.png", "vrview_petra.jpg", "vrview_machu_picchu.jpg", "psv_sphere_small.jpg")
@@ -80,11 +80,7 @@ def loop(paths: list[Path], args: argparse.Namespace, threads: int) -> dict[str,
 def start_cluster(stack: ExitStack, workers: int, args: argparse.Namespace) -> tuple[Client, float]:
     """A warm local cluster (model loaded in each worker) and its cold start-up time (s)."""
     start = time.perf_counter()
-    cluster = stack.enter_context(
-        LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0")
-    )
-    client = stack.enter_context(Client(cluster))
-    client.register_plugin(WorkerSetup())
+    client = stack.enter_context(connect(n_workers=workers, threads_per_worker=1))  # as `odisr run --workers N`
     preload(client, args.choice.ref("cpu"))
     return client, time.perf_counter() - start
 

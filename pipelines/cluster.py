@@ -37,6 +37,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import dask
 from distributed import Client, LocalCluster
 from distributed.diagnostics.plugin import WorkerPlugin
 
@@ -150,13 +151,16 @@ def connect(
     if scheduler:
         client = Client(scheduler)
     else:
-        cluster = LocalCluster(
-            n_workers=n_workers or default_workers(threads_per_worker),
-            threads_per_worker=threads_per_worker,
-            processes=True,
-            resources={GPU: 1} if gpu else None,
-            dashboard_address=":0",
-        )
+        # Dask's sampling profiler (a thread walking every stack each 10 ms) took 5-15 % of a worker's CPU in
+        # bench_pipeline; the dashboard's Profile tab stays empty. Use --scheduler with your own cluster to keep it.
+        with dask.config.set({"distributed.worker.profile.enabled": False}):
+            cluster = LocalCluster(
+                n_workers=n_workers or default_workers(threads_per_worker),
+                threads_per_worker=threads_per_worker,
+                processes=True,
+                resources={GPU: 1} if gpu else None,
+                dashboard_address=":0",
+            )
         client = Client(cluster)
     try:
         client.register_plugin(WorkerSetup())

@@ -49,6 +49,9 @@ Scheduler = Annotated[
 Workers = Annotated[int | None, typer.Option("--workers", "-w", help="Local worker processes (default: fill the CPU).")]
 Threads = Annotated[int, typer.Option("--threads-per-worker", help="Threads (and torch threads) per local worker.")]
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="Recompute pairs that are already complete.")]
+FetchSamples = Annotated[
+    bool, typer.Option("--fetch-samples", help="Add the sample panoramas (downloaded once, verified).")
+]
 
 
 @app.command("run")
@@ -67,9 +70,7 @@ def run_command(
     workers: Workers = None,
     threads_per_worker: Threads = 1,
     overwrite: Overwrite = False,
-    fetch_samples: Annotated[
-        bool, typer.Option("--fetch-samples", help="Add the sample panoramas (downloaded once, verified).")
-    ] = False,
+    fetch_samples: FetchSamples = False,
 ) -> None:
     """Super-resolve every image found into STORE.zarr (resumable: complete images are skipped)."""
     from pipelines.batch_sr import canonical_model_name
@@ -79,7 +80,7 @@ def run_command(
         model = canonical_model_name(model, scale) if model else None
         cfg = _config(config, model=model, scale=scale, ratio=ratio, tile=tile, halo=halo, device=device)
         weight_files = _weights_for([cfg.model], weights)
-        sources = _sources([*(inputs or []), *(_samples() if fetch_samples else [])])
+        sources = _sources(inputs, fetch_samples)
     summary = _execute(console, sources, out, cfg, [cfg.model], weight_files, overwrite=overwrite,
                        cluster=(scheduler, workers, threads_per_worker))  # fmt: skip
     raise typer.Exit(1 if summary.failed else 0)
@@ -109,6 +110,7 @@ def evaluate_command(
     workers: Workers = None,
     threads_per_worker: Threads = 1,
     overwrite: Overwrite = False,
+    fetch_samples: FetchSamples = False,
 ) -> None:
     """Benchmark models on HR images: make LR, super-resolve, score (WS-PSNR, WS-SSIM, PSNR, SSIM), compare."""
     from odisr.degrade import DEGRADATIONS
@@ -121,7 +123,7 @@ def evaluate_command(
         model = [canonical_model_name(m, scale) for m in model]
         cfg = _config(config, model=model[0], scale=scale, ratio=ratio, tile=tile, halo=halo, device=device)
         weight_files = _weights_for(model, weights)
-        sources = _sources(inputs or [])
+        sources = _sources(inputs, fetch_samples)
         lr_sources = match_lr_dir(sources, lr_dir, scale) if lr_dir else None
     summary = _execute(
         console, sources, out, cfg, model, weight_files, overwrite=overwrite,
@@ -190,9 +192,11 @@ def _weights_for(models: list[str], weights: list[str] | None) -> dict[str, str 
     return {m: str(p) if (p := parsed.get(m, parsed.get(None))) else None for m in models}
 
 
-def _sources(inputs: list[str]) -> list[Any]:
+def _sources(inputs: list[str] | None, fetch_samples: bool) -> list[Any]:
+    """The images named on the command line, plus the sample panoramas with ``--fetch-samples``."""
     from odisr.sources import SourceError, find_sources
 
+    inputs = [*(inputs or []), *(_samples() if fetch_samples else [])]
     if not inputs:
         raise SourceError("no input given: name image files, directories, globs, archives or URLs")
     sources = find_sources(inputs)
