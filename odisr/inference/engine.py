@@ -22,6 +22,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+from odisr.device import resolve_device
 from odisr.inference.tiling import DEFAULT_HALO, MODES, Mode, Tile, TileGrid, align_up, condition_for, gather
 from odisr.models.base import SRModel
 
@@ -32,17 +33,6 @@ log = logging.getLogger(__name__)
 Amp = bool | Literal["fp16", "bf16"]
 _AMP_DTYPES = {True: torch.float16, "fp16": torch.float16, "bf16": torch.bfloat16}
 _INT_MAX = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}
-
-
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``"auto"`` → CUDA if available, else Apple MPS, else CPU; any other value is passed to ``torch.device``."""
-    if str(device) != "auto":
-        return torch.device(device)
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
 
 
 def _effective_amp(device: torch.device, amp: Amp) -> Amp:

@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 
+from odisr.device import resolve_device
 from odisr.models.base import SRModel
 from odisr.models.registry import Architecture, ModelSpec, architectures, available, get_architecture, get_spec
 from odisr.models.weights import WeightsError, ensure_weights, load_state_dict_file
@@ -83,8 +84,6 @@ def load(
     elif model.state_dict():
         raise WeightsError(f"{label} has no official weights; pass weights=PATH")
     _apply_ratio(model, ratio)
-    from odisr.inference.engine import resolve_device  # here: the engine imports odisr.models
-
     return model.to(resolve_device(device)).eval()
 
 
