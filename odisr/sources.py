@@ -122,6 +122,22 @@ def slugify(relpath: str) -> str:
     return slug if slug.replace("__", "/") == stem else f"{slug}-{_short_hash(relpath)}"
 
 
+#: Folder names that say what the images are (high-resolution, ground truth) rather than which benchmark they form.
+ROLE_FOLDERS = frozenset({"hr", "gt", "ground_truth", "original", "originals", "images", "image", "img", "imgs"})
+
+
+def dataset_name(name: str) -> str:
+    """The benchmark an image belongs to, from its path or URL: the nearest enclosing folder (or archive, suffix
+    dropped) that is not a :data:`ROLE_FOLDERS` name. ``".../Set5/HR/baby.png"`` → ``"Set5"``,
+    ``"data/erp/pano.png"`` → ``"erp"``, ``"Set14.zip!HR/lenna.png"`` → ``"Set14"``; ``""`` when there is none.
+    """
+    for folder in reversed(re.split(r"[/\\!]", name)[:-1]):
+        stem = next((folder[: -len(s)] for s in (*TAR_SUFFIXES, *ZIP_SUFFIXES) if folder.lower().endswith(s)), folder)
+        if stem and not stem.endswith(":") and stem.lower() not in ROLE_FOLDERS:  # "s3:", "https:" are no folders
+            return stem
+    return ""
+
+
 def _short_hash(text: str) -> str:
     return hashlib.sha1(text.encode()).hexdigest()[:8]
 

@@ -39,7 +39,7 @@ import numpy as np
 from distributed import Client, as_completed, get_worker
 
 import odisr
-from odisr.sources import Source, find_sources, slugify
+from odisr.sources import Source, dataset_name, find_sources, slugify
 from pipelines import store as st
 from pipelines.cluster import ModelRef, get_model, inference_resources
 
@@ -58,7 +58,9 @@ class Settings:
     """How every pair of a run is computed (the resolved config).
 
     ``tile``/``halo`` in LR pixels (None: whole image / the engine's default halo); ``degrade`` is None for
-    ``odisr run`` and ``"bicubic"``, ``"fisheye"`` or ``"lr-dir"`` for ``odisr evaluate``.
+    ``odisr run`` and ``"bicubic"``, ``"fisheye"`` or ``"lr-dir"`` for ``odisr evaluate``. ``dataset`` names the
+    benchmark every image of the run belongs to (a report column); None: each image's own folder
+    (:func:`odisr.sources.dataset_name`).
     """
 
     scale: int
@@ -70,13 +72,16 @@ class Settings:
     batch_size: int = 4
     amp: bool | str = False
     degrade: str | None = None
+    dataset: str | None = None
 
 
 @dataclass(frozen=True)
 class ModelChoice:
     """A model as resolved by the driver: its store name, what workers load (``load_name``: a registry name or a
     checkpoint path; ``weights``: the weight file used, None for weight-free models), and the facts recorded per
-    pair. ``ratio`` is None for models that are not content-aware (the ratio does not apply to them)."""
+    pair. ``ratio`` is None for models that are not content-aware (the ratio does not apply to them).
+    ``madds_720p``: multiply-adds of one forward pass at the lightweight-SR tables' size (see :func:`madds_720p`),
+    None when not counted."""
 
     name: str
     load_name: str
@@ -89,6 +94,7 @@ class ModelChoice:
     weights_sha256: str | None
     params: int
     flops_per_lr_pixel: float | None
+    madds_720p: float | None = None
 
     def ref(self, device: str) -> ModelRef:
         """The per-process model cache key on ``device``."""
@@ -123,8 +129,10 @@ class Pair:
             "halo": s.halo,
             "device": s.device,
             "degrade": s.degrade,
+            "dataset": s.dataset or dataset_name(self.source),
             "params": m.params,
             "flops_per_lr_pixel": m.flops_per_lr_pixel,
+            "madds_720p": m.madds_720p,
             "odisr_version": odisr.__version__,
         }
 
@@ -205,12 +213,15 @@ def canonical_model_name(name: str, scale: int | None) -> str:
     return f"{name}-x{scale}" if name not in available() and f"{name}-x{scale}" in available() else name
 
 
-def resolve_model(name: str, *, weights: str | Path | None, scale: int | None, ratio: float | None) -> ModelChoice:
+def resolve_model(
+    name: str, *, weights: str | Path | None, scale: int | None, ratio: float | None, madds: bool = False
+) -> ModelChoice:
     """Load ``name`` once in the driver (on CPU) to validate it and record its facts, before any work starts.
 
     ``name`` is a registered model, a registered family without its ``-x<scale>`` suffix (``bicubic`` →
     ``bicubic-x4``), or a checkpoint path (its architecture detected; stored under the file's slugged stem).
-    ``scale`` (None: any) must match the model's.
+    ``scale`` (None: any) must match the model's. ``madds``: also count :func:`madds_720p` (a forward pass at
+    1280×720 output for models without an analytic count, so only lightweight evaluations ask for it).
 
     Raises:
         FileNotFoundError, KeyError, odisr.models.weights.WeightsError: from :func:`odisr.models.load`.
@@ -240,6 +251,7 @@ def resolve_model(name: str, *, weights: str | Path | None, scale: int | None, r
         weights_sha256=_file_sha256(path) if path is not None else None,
         params=model.num_params,
         flops_per_lr_pixel=_flops_per_pixel(model),
+        madds_720p=madds_720p(model) if madds else None,
     )
 
 
@@ -248,13 +260,26 @@ def _file_sha256(path: str | Path) -> str:
         return hashlib.file_digest(f, "sha256").hexdigest()
 
 
-def _flops_per_pixel(model: Any, size: int = 64) -> float | None:
-    """FLOPs per LR pixel on a ``size``² input; None (logged) when the model cannot count them."""
+def _flops(model: Any, h: int, w: int) -> int | None:
+    """FLOPs (2 per multiply-add) of one forward pass on an ``h × w`` LR input; None (logged) when not countable."""
     try:
-        return model.flops(size, size) / size**2
+        return model.flops(h, w)
     except (RuntimeError, NotImplementedError, TypeError) as exc:
         log.info("no FLOP count for %s: %s", model.architecture, exc)
         return None
+
+
+def _flops_per_pixel(model: Any, size: int = 64) -> float | None:
+    """FLOPs per LR pixel on a ``size``² input; None when the model cannot count them."""
+    flops = _flops(model, size, size)
+    return None if flops is None else flops / size**2
+
+
+def madds_720p(model: Any) -> float | None:
+    """#MAdds as the lightweight-SR tables count them: ``model.flops(720 // s, 1280 // s) / 2``, the multiply-adds
+    of one forward pass producing a 1280×720 HR output at scale s (LR 320×180 at ×4). None when not countable."""
+    flops = _flops(model, 720 // model.scale, 1280 // model.scale)
+    return None if flops is None else flops / 2
 
 
 def plan(job: Job, root: Any) -> tuple[list[tuple[Source, list[Pair]]], int]:

@@ -1,4 +1,4 @@
-"""``odisr report STORE.zarr``: tables of an odisr store in the terminal, and optionally HTML/CSV/JSON files.
+"""``odisr report STORE.zarr``: tables of an odisr store in the terminal, and optionally HTML/CSV/JSON/Markdown files.
 
 Exit codes: 0 report produced (also for an empty store or one with only failures), 1 not an odisr store or an
 output file could not be written.
@@ -7,7 +7,7 @@ output file could not be written.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -18,18 +18,42 @@ from rich.text import Text
 from odisr.cli.main import app
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from odisr.report import StoreReport
     from odisr.report.tables import Table
 
+#: Width of printed tables when the output is not a terminal (a pipe or a file): wide enough not to wrap numbers.
+PIPE_WIDTH = 160
 
-def _rich(table: Table) -> RichTable:
-    """Store text is never read as rich markup (file names may contain brackets)."""
-    out = RichTable(title=table.title, title_justify="left", header_style="bold")
+
+def rich_table(table: Table) -> RichTable:
+    """A :class:`~odisr.report.tables.Table` for the terminal: bold cells in bold, footnotes as the caption.
+
+    Store text is never read as rich markup (file names may contain brackets).
+    """
+    caption = "\n".join(table.notes) or None
+    out = RichTable(title=table.title, title_justify="left", header_style="bold", caption=caption,
+                    caption_justify="left")  # fmt: skip
     for header, numeric in zip(table.headers, table.numeric):
         out.add_column(header, justify="right" if numeric else "left", overflow="fold", no_wrap=header == "model")
-    for row in table.cells:
-        out.add_row(*map(Text, row))
+    for i, row in enumerate(table.cells):
+        out.add_row(*(Text(c, style="bold" if (i, j) in table.bold else "") for j, c in enumerate(row)))
     return out
+
+
+def table_console() -> Console:
+    """A stdout console for tables: the terminal's width, or :data:`PIPE_WIDTH` when stdout is a pipe or a file."""
+    console = Console()
+    return console if console.is_terminal else Console(width=PIPE_WIDTH)
+
+
+def print_tables(console: Console, tables: Iterable[Table]) -> None:
+    """Print the tables that have rows, each after a blank line."""
+    for table in tables:
+        if table.cells:
+            console.print()
+            console.print(rich_table(table))
 
 
 def _print(console: Console, report: StoreReport) -> None:
@@ -40,35 +64,40 @@ def _print(console: Console, report: StoreReport) -> None:
     if (message := t.status_message(report)) is not None:
         console.print(f"\n[yellow]{escape(message)}[/yellow]")
     summaries = t.summarize(report.rows)
-    tables = (t.image_table(report.rows), t.aggregate_table(summaries), t.comparison_table(summaries),
-              t.failure_table(report.rows))
-    for table in tables:
-        if table.cells:
-            console.print()
-            console.print(_rich(table))
+    print_tables(console, (t.image_table(report.rows), t.aggregate_table(summaries), t.comparison_table(summaries),
+                           *t.lightweight_tables(report.rows), t.failure_table(report.rows)))  # fmt: skip
 
 
 @app.command("report")
 def report(
-    store: str = typer.Argument(..., help="The odisr Zarr store (STORE.zarr) written by `odisr run`/`evaluate`."),
-    html: Path | None = typer.Option(None, "--html", help="Write a self-contained HTML report here."),
-    csv: Path | None = typer.Option(None, "--csv", help="Write the per-image rows as CSV here."),
-    json: Path | None = typer.Option(None, "--json", help="Write rows and per-model aggregates as JSON here."),
+    store: Annotated[str, typer.Argument(help="The odisr Zarr store (STORE.zarr) written by `odisr run`/`evaluate`.")],
+    html: Annotated[Path | None, typer.Option("--html", help="Write a self-contained HTML report here.")] = None,
+    csv: Annotated[Path | None, typer.Option("--csv", help="Write the per-image rows as CSV here.")] = None,
+    json: Annotated[
+        Path | None, typer.Option("--json", help="Write rows, per-model aggregates and the lightweight table as JSON.")
+    ] = None,
+    markdown: Annotated[
+        Path | None, typer.Option("--markdown", help="Write the lightweight-SR table and the model comparison here.")
+    ] = None,
 ) -> None:
-    """Per-image and per-model WS-PSNR/WS-SSIM/PSNR/SSIM tables of a store, its failures, and HTML/CSV/JSON."""
-    from odisr.report import NotAStoreError, write_report  # here: matplotlib and zarr would slow `odisr --help`
+    """Per-image and per-model WS-PSNR/WS-SSIM/PSNR/SSIM tables of a store, the papers' lightweight-SR table
+    (PSNR/SSIM on Y per dataset, #Params, #MAdds) of lightweight evaluations, failures; HTML/CSV/JSON/Markdown."""
+    from odisr.report import (  # here: matplotlib and zarr would slow `odisr --help`
+        NotAStoreError,
+        write_report,
+    )
 
     err = Console(stderr=True)
     try:
-        result = write_report(store, html=html, csv=csv, json=json)
+        result = write_report(store, html=html, csv=csv, json=json, markdown=markdown)
     except NotAStoreError as exc:
         err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
     except OSError as exc:
         err.print(f"[red]error:[/red] cannot write the report: {escape(str(exc))}", highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
-    console = Console()
+    console = table_console()
     _print(console, result)
-    for label, path in (("HTML", html), ("CSV", csv), ("JSON", json)):
+    for label, path in (("HTML", html), ("CSV", csv), ("JSON", json), ("Markdown", markdown)):
         if path is not None:
             console.print(f"{label} written to {path}", markup=False, highlight=False)

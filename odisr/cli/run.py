@@ -13,14 +13,16 @@ import shlex
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
 
 from odisr.cli.main import app
+
+if TYPE_CHECKING:
+    from odisr.report.tables import Table
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +102,11 @@ def evaluate_command(
     lr_dir: Annotated[
         str | None, typer.Option("--lr-dir", help="Take the LR images from here, matched by name (<name>x<s>.png).")
     ] = None,
+    dataset: Annotated[
+        str | None,
+        typer.Option("--dataset", help="Benchmark name of the images (a table column); default: their folder, "
+                                       "e.g. Set5 for Set5/HR/."),
+    ] = None,
     config: Config = None,
     weights: Weights = None,
     ratio: Ratio = None,
@@ -112,7 +119,11 @@ def evaluate_command(
     overwrite: Overwrite = False,
     fetch_samples: FetchSamples = False,
 ) -> None:
-    """Benchmark models on HR images: make LR, super-resolve, score (WS-PSNR, WS-SSIM, PSNR, SSIM), compare."""
+    """Benchmark models on HR images: make LR, super-resolve, score (WS-PSNR, WS-SSIM, PSNR, SSIM), compare.
+
+    Prints the per-image scores and the model comparison (params, FLOPs, means, seconds per image); lightweight
+    runs also print the papers' lightweight-SR table (PSNR/SSIM on Y per dataset of the whole store).
+    """
     from odisr.degrade import DEGRADATIONS
     from pipelines.batch_sr import canonical_model_name, match_lr_dir
 
@@ -120,6 +131,8 @@ def evaluate_command(
     with _setup_errors(console):
         if degrade not in DEGRADATIONS:
             raise ValueError(f"--degrade {degrade!r}: use one of {', '.join(DEGRADATIONS)}")
+        if dataset is not None and not dataset.strip():
+            raise ValueError("--dataset: give a non-empty name (e.g. Set5)")
         model = [canonical_model_name(m, scale) for m in model]
         cfg = _config(config, model=model[0], scale=scale, ratio=ratio, tile=tile, halo=halo, device=device)
         weight_files = _weights_for(model, weights)
@@ -128,9 +141,11 @@ def evaluate_command(
     summary = _execute(
         console, sources, out, cfg, model, weight_files, overwrite=overwrite,
         cluster=(scheduler, workers, threads_per_worker), degrade="lr-dir" if lr_dir else degrade,
-        lr_sources=lr_sources,
+        lr_sources=lr_sources, dataset=dataset,
     )  # fmt: skip
-    Console().print(*comparison_tables(out, sources))
+    from odisr.cli.report import print_tables, table_console
+
+    print_tables(table_console(), evaluate_tables(out, sources, lightweight=cfg.mode == "lightweight"))
     raise typer.Exit(1 if summary.failed else 0)
 
 
@@ -223,6 +238,7 @@ def _execute(
     cluster: tuple[str | None, int | None, int],
     degrade: str | None = None,
     lr_sources: dict[str, Any] | None = None,
+    dataset: str | None = None,
 ) -> Any:
     """Validate the models and the store, start the cluster, run the job, print and return the summary."""
     from pipelines import cluster as cl
@@ -231,7 +247,9 @@ def _execute(
 
     scheduler, n_workers, threads = cluster
     with _setup_errors(console):
-        choices = [resolve_model(m, weights=weight_files[m], scale=cfg.scale, ratio=cfg.ratio) for m in models]
+        madds = cfg.mode == "lightweight"  # the lightweight-SR table's #MAdds (a 1280×720 count)
+        choices = [resolve_model(m, weights=weight_files[m], scale=cfg.scale, ratio=cfg.ratio, madds=madds)
+                   for m in models]  # fmt: skip
         open_store(out)
     gpu = cfg.device != "cpu" and _local_cuda()
     with cl.connect(scheduler, n_workers=n_workers, threads_per_worker=threads, gpu=gpu) as client:
@@ -240,7 +258,7 @@ def _execute(
             device = cl.resolve_device(client, cfg.device)
         settings = Settings(
             scale=choices[0].scale, mode=cfg.mode, tile=cfg.tile, halo=cfg.halo, ratio=cfg.ratio, device=device,
-            batch_size=cfg.batch_size, amp=cfg.amp, degrade=degrade,
+            batch_size=cfg.batch_size, amp=cfg.amp, degrade=degrade, dataset=dataset,
         )  # fmt: skip
         command = shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]])
         job = Job(sources, out, choices, settings, command, overwrite, lr_sources)
@@ -257,56 +275,22 @@ def _local_cuda() -> bool:
     return torch.cuda.is_available()
 
 
-# ---------------------------------------------------------------------------------------------------- evaluate table
-
-_METRICS = (("ws_psnr", "WS-PSNR"), ("ws_ssim", "WS-SSIM"), ("psnr", "PSNR"), ("ssim", "SSIM"),
-            ("psnr_y", "PSNR-Y"), ("ssim_y", "SSIM-Y"))  # fmt: skip
+# ---------------------------------------------------------------------------------------------------- evaluate tables
 
 
-def comparison_tables(store: str, sources: list[Any]) -> list[Table]:
-    """Per-image WS-PSNR (dB) by model, and the mean of every metric by model, read from the store.
+def evaluate_tables(store: str, sources: list[Any], *, lightweight: bool) -> list[Table]:
+    """The tables ``odisr evaluate`` prints, read back from the store (:mod:`odisr.report.tables`).
 
-    Only the images of ``sources`` count; every model found under them appears (complete pairs only).
+    For the images of ``sources`` (every model found under them, complete results): their scores side by side
+    (WS-PSNR; PSNR on Y for ``lightweight`` runs) and the model comparison (params, FLOPs per LR pixel, mean
+    metrics, Δ WS-PSNR vs bicubic, seconds per image). ``lightweight`` adds the papers' lightweight-SR table over the
+    whole store, one column per dataset evaluated into it.
     """
-    from pipelines.store import COMPLETE, open_store
+    from odisr.report import tables as t
 
-    root = open_store(store)
-    scores: dict[str, dict[str, dict[str, float]]] = {}  # model -> image name -> metrics
-    for source in sources:
-        group = root.get(f"images/{source.key}")
-        for name, pair in group.groups() if group is not None else []:
-            if pair.attrs.get("status") == COMPLETE and "metrics" in pair.attrs:
-                scores.setdefault(name, {})[source.name] = pair.attrs["metrics"]
-    return [_per_image_table(scores, sources), _mean_table(scores)]
-
-
-def _per_image_table(scores: dict[str, dict[str, dict[str, float]]], sources: list[Any]) -> Table:
-    table = Table(title="WS-PSNR (dB) per image")
-    table.add_column("image")
-    for model in scores:
-        table.add_column(model, justify="right")
-    for source in sources:
-        values = [scores[m].get(source.name, {}).get("ws_psnr") for m in scores]
-        best = max((v for v in values if v is not None), default=None)
-        table.add_row(Path(source.name).name, *(_cell(v, v == best, 2) for v in values))
-    return table
-
-
-def _mean_table(scores: dict[str, dict[str, dict[str, float]]]) -> Table:
-    table = Table(title="Mean over images")
-    table.add_column("model", no_wrap=True)
-    table.add_column("images", justify="right")
-    for _, label in _METRICS:
-        table.add_column(label, justify="right")
-    for model, per_image in scores.items():
-        cells = [_cell(sum(m[k] for m in per_image.values()) / len(per_image), False, 2 if "psnr" in k else 4)
-                 for k, _ in _METRICS]  # fmt: skip
-        table.add_row(model, str(len(per_image)), *cells)
-    return table
-
-
-def _cell(value: float | None, best: bool, digits: int) -> str:
-    if value is None:
-        return "—"
-    text = f"{value:.{digits}f}"
-    return f"[bold green]{text}[/]" if best else text
+    report = t.collect(store)
+    keys = {source.key for source in sources}
+    rows = [r for r in report.rows if r.image in keys]
+    side_by_side = t.per_image_table(rows, "psnr_y" if lightweight else "ws_psnr")
+    papers = t.lightweight_tables(report.rows) if lightweight else []
+    return [side_by_side, t.comparison_table(t.summarize(rows)), *papers]

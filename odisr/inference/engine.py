@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -23,16 +24,29 @@ import numpy as np
 import torch
 
 from odisr.device import resolve_device
-from odisr.inference.tiling import DEFAULT_HALO, MODES, Mode, Tile, TileGrid, align_up, condition_for, gather
+from odisr.inference.tiling import (
+    DEFAULT_HALO,
+    MODES,
+    Mode,
+    Tile,
+    TileGrid,
+    align_up,
+    condition_for,
+    gather,
+)
 from odisr.models.base import SRModel
+from odisr.models.global_stats import GlobalStats, has_global_pooling
+from odisr.resize import imresize
 
-__all__ = ["Amp", "resolve_device", "upscale"]
+__all__ = ["Amp", "context_size", "resolve_device", "upscale"]
 
 log = logging.getLogger(__name__)
 
 Amp = bool | Literal["fp16", "bf16"]
 _AMP_DTYPES = {True: torch.float16, "fp16": torch.float16, "bf16": torch.bfloat16}
 _INT_MAX = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}
+CONTEXT_FACTOR = 4
+"""Minimum LR downscaling of the global-context pass: it costs at most 1/16 of the image's pixels."""
 
 
 def _effective_amp(device: torch.device, amp: Amp) -> Amp:
@@ -250,6 +264,43 @@ def _core_windows(fraction: np.ndarray, tile: Tile, window: int) -> np.ndarray:
     return fraction[k : k + nh, k : k + nw]
 
 
+def context_size(grid: TileGrid, batch_size: int) -> tuple[int, int]:
+    """``(height, width)`` in LR pixels of the global-context copy of the image tiled by ``grid``.
+
+    Shrunk by at least :data:`CONTEXT_FACTOR`, and further until it has no more pixels than ``batch_size`` tile
+    inputs (core + halo), so that its memory is bounded by the tile settings whatever the image size.
+    """
+    budget = batch_size * (grid.tile_h + 2 * grid.halo) * (grid.tile_w + 2 * grid.halo)
+    factor = max(CONTEXT_FACTOR, math.sqrt(grid.height * grid.width / budget))
+    return max(1, round(grid.height / factor)), max(1, round(grid.width / factor))
+
+
+def _global_context(runner: _Runner, mode: Mode) -> GlobalStats:
+    """Image-wide statistics for the tiles: the network's global pooling layers recorded on a small copy.
+
+    The copy (:func:`context_size`) is made with the MATLAB bicubic kernel the LR images themselves come from
+    (circular in longitude in odi mode): measured, box-filtered copies give statistics that are further from the
+    whole image's than no context at all. It runs as one whole image padded only up to the window (no halo), so
+    that the pooled statistics are those of the image itself and do not change when a panorama is rolled in
+    longitude by whole windows (a halo would bring in other columns).
+    """
+    grid, pixels = runner.grid, runner.pixels
+    size = context_size(grid, runner.batch_size)
+    chw = torch.from_numpy(pixels.data[..., None] if pixels.gray else pixels.data).permute(2, 0, 1)
+    # float32 and not rounded back to the input dtype: rounding would make the statistics (and every tile) jump
+    # when the panorama is merely rolled in longitude
+    small = imresize(chw.float(), size=size, wrap=mode == "odi").permute(1, 2, 0).numpy()
+    small = small[..., 0] if pixels.gray else small
+    small_grid = TileGrid.build(*size, window=grid.window, mode=mode, tile=None, halo=0)
+    context = _Runner(runner.net, _Pixels(small, pixels.maxval), small_grid, runner.device, runner.amp, 1, False)
+    stats = GlobalStats()
+    with stats.recording():
+        for _ in context.results(small_grid):
+            pass
+    log.info("global context: %d pooling layers recorded on a %dx%d LR copy", len(stats), *size[::-1])
+    return stats
+
+
 def _resolve_model(model: SRModel | str, device: torch.device, ratio: float | None) -> SRModel:
     if isinstance(model, str):
         from odisr.models import load
@@ -285,6 +336,7 @@ def upscale(
     sink: Any = None,
     progress: bool = False,
     attention: np.ndarray | None = None,
+    global_context: bool = True,
     _relative_condition: bool = False,
 ) -> np.ndarray | None:
     """Super-resolve one image with ``model``, tile by tile.
@@ -314,6 +366,10 @@ def upscale(
         attention: optional float32 array ``(ceil(H/ws), ceil(W/ws))`` (ws = the model's window, 16 for CAMixer),
             filled with the fraction of blocks that routed each LR window to attention (content-aware models that
             expose ``routing()``; left untouched otherwise).
+        global_context: when tiling a network that pools over the whole image (CAMixer's channel attention, see
+            :mod:`odisr.models.global_stats`), first record its pooled features on a copy of the image shrunk ≥ 4×
+            and give them to every tile, so tiles see image-wide statistics as whole-image inference does (costs
+            ≤ 1/16 of the image's pixels). False: each tile pools over itself.
         _relative_condition: test-only: give latitude-conditioned models the WRONG, tile-relative condition.
 
     Returns:
@@ -356,7 +412,9 @@ def upscale(
     )  # fmt: skip
     from tqdm.auto import tqdm
 
-    with tqdm(total=len(grid), disable=not progress, unit="tile", desc="upscale") as bar:
+    use_context = global_context and len(grid) > 1 and has_global_pooling(net)
+    stats = _global_context(runner, mode).replaying() if use_context else contextlib.nullcontext()
+    with stats, tqdm(total=len(grid), disable=not progress, unit="tile", desc="upscale") as bar:
         for t, r in runner.results(grid):
             ys, xs = t.region(s)
             out[(ys, xs) + (slice(None),) * (len(out_shape) - 2)] = r.block

@@ -18,6 +18,7 @@ from odisr.report.tables import (
     NotAStoreError,
     StoreReport,
     collect,
+    headline_markdown,
     summarize,
     to_json,
     write_csv,
@@ -30,6 +31,7 @@ __all__ = [
     "NotAStoreError",
     "StoreReport",
     "collect",
+    "headline_markdown",
     "render_html",
     "summarize",
     "to_json",
@@ -44,8 +46,10 @@ def write_report(
     html: str | Path | None = None,
     csv: str | Path | None = None,
     json: str | Path | None = None,
+    markdown: str | Path | None = None,
 ) -> StoreReport:
-    """Collect ``store`` and write the requested files (HTML report, per-image CSV, JSON rows + aggregates).
+    """Collect ``store`` and write the requested files (HTML report, per-image CSV, JSON rows + aggregates,
+    Markdown of the lightweight-SR table and the model comparison).
 
     Raises:
         NotAStoreError: ``store`` is not an odisr store.
@@ -57,6 +61,8 @@ def write_report(
         write_csv(report.rows, csv)
     if json is not None:
         Path(json).write_text(to_json(report, summaries) + "\n", encoding="utf-8")
+    if markdown is not None:
+        Path(markdown).write_text(headline_markdown(report, summaries), encoding="utf-8")
     if html is not None:
         Path(html).write_text(render_html(report, summaries), encoding="utf-8")
     return report

@@ -22,6 +22,7 @@ from odisr.report.tables import (
     comparison_table,
     failure_table,
     image_table,
+    lightweight_tables,
     status_message,
     summarize,
     summary_items,
@@ -62,19 +63,23 @@ $body
 """)
 
 
+def _cell(text: str, numeric: bool, bold: bool) -> str:
+    inner = f"<b>{escape(text)}</b>" if bold else escape(text)
+    return f"<td class=\"num\">{inner}</td>" if numeric else f"<td>{inner}</td>"
+
+
 def _table(table: Table, empty: str = "none") -> str:
     if not table.cells:
         return f"<h2>{escape(table.title)}</h2>\n<p class=\"note\">{escape(empty)}</p>"
     head = "".join(f"<th>{escape(h)}</th>" for h in table.headers)
     body = "\n".join(
-        "<tr>" + "".join(
-            f"<td class=\"num\">{escape(c)}</td>" if num else f"<td>{escape(c)}</td>"
-            for c, num in zip(row, table.numeric)
-        ) + "</tr>"
-        for row in table.cells
+        "<tr>" + "".join(_cell(c, num, (i, j) in table.bold) for j, (c, num) in enumerate(zip(row, table.numeric)))
+        + "</tr>"
+        for i, row in enumerate(table.cells)
     )
+    notes = "".join(f"\n<p class=\"note\">{escape(note)}</p>" for note in table.notes)
     return (f"<h2>{escape(table.title)}</h2>\n<table>\n<thead><tr>{head}</tr></thead>\n"
-            f"<tbody>\n{body}\n</tbody>\n</table>")
+            f"<tbody>\n{body}\n</tbody>\n</table>{notes}")
 
 
 def _figure(png: bytes, caption: str) -> str:
@@ -128,13 +133,15 @@ def render_html(
 ) -> str:
     """The whole report as one HTML document (UTF-8 text).
 
-    Sections: summary (store, runs, counts; a clear message when there is nothing to compare), model
-    comparison, aggregate per model, plots (WS-PSNR by latitude band, per-image WS-PSNR bars, up to
-    ``max_attention`` attention-map overlays), per-image table, failures.
+    Sections: summary (store, runs, counts; a clear message when there is nothing to compare), the lightweight-SR
+    table of the papers (stores with lightweight evaluations), model comparison, aggregate per model, plots (WS-PSNR
+    by latitude band, per-image WS-PSNR bars, up to ``max_attention`` attention-map overlays), per-image table,
+    failures.
     """
     summaries = summarize(report.rows) if summaries is None else summaries
     body = "\n".join([
         _summary(report),
+        *(_table(t) for t in lightweight_tables(report.rows)),
         _table(comparison_table(summaries), "no results"),
         _table(aggregate_table(summaries), "no results"),
         _figures(report, max_attention),

@@ -3,8 +3,12 @@
 The pipeline writes one group per (image, model), ``STORE.zarr/images/<key>/<model>/``, whose attrs hold
 ``status`` ("running" | "complete" | "failed"), ``error``, ``source``, ``model``, ``scale``, ``seconds``,
 ``metrics`` {ws_psnr, ws_ssim, psnr, ssim, ws_psnr_y, psnr_y, ssim_y}, ``bands`` [[lat_min°, lat_max°, dB], ...],
-optional ``params``/``flops_per_lr_pixel``, next to the arrays ``sr``, ``preview`` and optional ``attention``.
-Collecting reads attrs only (one metadata listing); arrays are read on demand with :meth:`StoreReport.read`.
+optional ``params``/``flops_per_lr_pixel``/``madds_720p``/``dataset``, next to the arrays ``sr``, ``preview`` and
+optional ``attention``. Collecting reads attrs only (one metadata listing); arrays are read on demand with
+:meth:`StoreReport.read`.
+
+The views are :class:`Table` records of display strings (with bold cells and footnotes), rendered by the CLI (rich),
+the HTML report and :func:`to_markdown`; :func:`lightweight_table` is the lightweight-SR table of the papers.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import csv
 import io
 import json
 import math
+import posixpath
 import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
@@ -22,10 +27,14 @@ from typing import Any
 import numpy as np
 import zarr
 
+from odisr.sources import dataset_name
+
 __all__ = [
     "HEADLINE_METRICS",
     "METRICS",
+    "DatasetScore",
     "ImageRow",
+    "LightweightRow",
     "MetricStats",
     "ModelSummary",
     "NotAStoreError",
@@ -36,12 +45,18 @@ __all__ = [
     "comparison_table",
     "failure_table",
     "format_value",
+    "headline_markdown",
     "image_table",
     "is_bicubic",
+    "lightweight_results",
+    "lightweight_table",
+    "lightweight_tables",
+    "per_image_table",
     "status_message",
     "summarize",
     "summary_items",
     "to_json",
+    "to_markdown",
     "write_csv",
 ]
 
@@ -64,12 +79,16 @@ class ImageRow:
 
     Metrics are in dB (PSNR family) or unitless (SSIM family); None when not recorded (``odisr run`` without a
     reference, or a failed/running task); +inf when SR equals HR. ``bands`` holds (lat_min°, lat_max°, WS-PSNR dB).
+    ``dataset``: the benchmark the image belongs to (recorded by ``odisr evaluate``; for older stores, the folder of
+    ``source`` by :func:`odisr.sources.dataset_name`). ``madds_720p``: multiply-adds of one forward pass producing a
+    1280×720 output (recorded by lightweight evaluations).
     """
 
     image: str
     model: str
     status: str
     source: str | None = None
+    dataset: str = ""
     architecture: str | None = None
     scale: int | None = None
     ratio: float | None = None
@@ -77,6 +96,7 @@ class ImageRow:
     seconds: float | None = None
     params: int | None = None
     flops_per_lr_pixel: float | None = None
+    madds_720p: float | None = None
     ws_psnr: float | None = None
     ws_ssim: float | None = None
     psnr: float | None = None
@@ -205,11 +225,13 @@ def _bands(value: Any) -> tuple[tuple[float, float, float], ...]:
 def _row(image: str, model: str, attrs: Mapping[str, Any], arrays: Iterable[str]) -> ImageRow:
     metrics = attrs.get("metrics") or {}
     error = attrs.get("error")
+    source = None if attrs.get("source") is None else str(attrs["source"])
     return ImageRow(
         image=image,
         model=model,  # the group name: the store's identity of the result
         status=str(attrs.get("status") or "unknown"),
-        source=None if attrs.get("source") is None else str(attrs["source"]),
+        source=source,
+        dataset=str(attrs.get("dataset") or dataset_name(source or "")),
         architecture=attrs.get("architecture"),
         scale=_number(attrs.get("scale"), int),
         ratio=_number(attrs.get("ratio")),
@@ -217,6 +239,7 @@ def _row(image: str, model: str, attrs: Mapping[str, Any], arrays: Iterable[str]
         seconds=_number(attrs.get("seconds")),
         params=_number(attrs.get("params"), int),
         flops_per_lr_pixel=_number(attrs.get("flops_per_lr_pixel")),
+        madds_720p=_number(attrs.get("madds_720p")),
         error=None if error is None else str(error),
         bands=_bands(attrs.get("bands")),
         arrays=frozenset(arrays),
@@ -324,6 +347,60 @@ def summarize(rows: Sequence[ImageRow]) -> list[ModelSummary]:
     return out
 
 
+# --- the lightweight-SR table of the papers -----------------------------------------------------------------------
+
+#: The benchmarks of the lightweight-SR tables in the papers' column order; other datasets follow by name.
+BENCHMARKS = ("Set5", "Set14", "B100", "BSD100", "Urban100", "Manga109")
+
+
+@dataclass(frozen=True)
+class DatasetScore:
+    """Means of one model over the ``n`` completed images of one dataset: ``psnr_y`` (dB) and ``ssim_y`` on the
+    BT.601 Y channel with ``scale`` border pixels cropped (the lightweight-SR convention)."""
+
+    psnr_y: float | None
+    ssim_y: float | None
+    n: int
+
+
+@dataclass(frozen=True)
+class LightweightRow:
+    """One model of the lightweight-SR table: ``params`` (learnable parameters), ``madds_720p`` (multiply-adds of one
+    forward pass producing a 1280×720 output) and a :class:`DatasetScore` per dataset name."""
+
+    model: str
+    architecture: str | None
+    scale: int | None
+    params: int | None
+    madds_720p: float | None
+    scores: Mapping[str, DatasetScore]
+
+
+def _group(rows: Iterable[ImageRow], attr: str) -> dict[Any, list[ImageRow]]:
+    out: dict[Any, list[ImageRow]] = {}
+    for r in rows:
+        out.setdefault(getattr(r, attr), []).append(r)
+    return out
+
+
+def _score(rows: Sequence[ImageRow]) -> DatasetScore:
+    psnr, ssim = _stats(_values(rows, "psnr_y")), _stats(_values(rows, "ssim_y"))
+    return DatasetScore(psnr.mean, ssim.mean, psnr.n)
+
+
+def lightweight_results(rows: Sequence[ImageRow]) -> list[LightweightRow]:
+    """The rows of the lightweight-SR table from the completed results evaluated in ``lightweight`` mode (other modes
+    score whole panoramas, not the benchmarks' Y-channel convention): one per model, ordered by scale, bicubic first,
+    then by name; datasets with no Y-channel score are left out."""
+    light = [r for r in rows if r.mode == "lightweight" and r.status == "complete"]
+    out = []
+    for model, rs in _group(light, "model").items():
+        scores = {d: score for d, ds in _group(rs, "dataset").items() if (score := _score(ds)).n}
+        out.append(LightweightRow(model, _first(rs, "architecture"), _first(rs, "scale"), _first(rs, "params"),
+                                  _first(rs, "madds_720p"), scores))  # fmt: skip
+    return sorted(out, key=lambda r: (r.scale or 0, not is_bicubic(r.model, r.architecture), r.model))
+
+
 # --- formatting and export --------------------------------------------------------------------------------------
 
 
@@ -336,13 +413,18 @@ def _si(value: float) -> str:
 
 def format_value(kind: str, value: Any) -> str:
     """Text for a table cell: dB metrics with 2 decimals, SSIMs with 4, seconds with 2, counts with K/M/G
-    (``params``, ``flops_per_lr_pixel``), a signed Δ; "—" when missing."""
+    (``params``, ``flops_per_lr_pixel``), the lightweight tables' ``#Params`` (``765K``, ``1.32M``) and ``#MAdds``
+    (``53.8G``), a signed Δ; "—" when missing."""
     if value is None:
         return "—"
     if isinstance(value, float) and math.isinf(value):
         return "inf" if value > 0 else "-inf"
     if kind in ("params", "flops_per_lr_pixel"):
         return _si(float(value))
+    if kind == "#params":
+        return f"{value / 1e3:.0f}K" if value < 1e6 else f"{value / 1e6:.2f}M"
+    if kind == "#madds":
+        return f"{value / 1e9:.1f}G"
     if kind == "delta":
         return f"{value:+.2f}"
     if "ssim" in kind:
@@ -383,10 +465,11 @@ def _jsonable(value: Any) -> Any:
 
 
 def to_json(report: StoreReport, summaries: Sequence[ModelSummary] | None = None) -> str:
-    """The report as strict JSON: ``{"store", "odisr_version", "created", "rows": [...], "models": [...]}``.
+    """The report as strict JSON: ``{"store", "odisr_version", "created", "rows": [...], "models": [...],
+    "lightweight": [...]}``.
 
     Rows carry every :class:`ImageRow` field (``bands`` as [lat_min°, lat_max°, dB] lists, ``arrays`` as names);
-    +inf/NaN become null.
+    ``lightweight`` the :class:`LightweightRow` records (``scores`` by dataset); +inf/NaN become null.
     """
     summaries = summarize(report.rows) if summaries is None else summaries
     doc = {
@@ -395,6 +478,7 @@ def to_json(report: StoreReport, summaries: Sequence[ModelSummary] | None = None
         "created": report.created,
         "rows": [asdict(r) for r in report.rows],
         "models": [asdict(s) for s in summaries],
+        "lightweight": [asdict(r) for r in lightweight_results(report.rows)],
     }
     return json.dumps(_jsonable(doc), indent=2, allow_nan=False)
 
@@ -404,16 +488,62 @@ def to_json(report: StoreReport, summaries: Sequence[ModelSummary] | None = None
 
 @dataclass(frozen=True)
 class Table:
-    """A titled table of display strings; ``numeric[i]`` says whether column i is right-aligned."""
+    """A titled table of display strings; ``numeric[i]`` says whether column i is right-aligned, ``bold`` holds the
+    (row, column) indices of the cells to emphasise (the best of their group), ``notes`` the footnotes shown under it.
+    """
 
     title: str
     headers: tuple[str, ...]
     numeric: tuple[bool, ...]
     cells: tuple[tuple[str, ...], ...]
+    bold: frozenset[tuple[int, int]] = frozenset()
+    notes: tuple[str, ...] = ()
 
 
-def _table(title: str, columns: Sequence[tuple[str, bool]], cells: Iterable[Sequence[str]]) -> Table:
-    return Table(title, tuple(c[0] for c in columns), tuple(c[1] for c in columns), tuple(map(tuple, cells)))
+def _table(
+    title: str,
+    columns: Sequence[tuple[str, bool]],
+    cells: Iterable[Sequence[str]],
+    *,
+    bold: Iterable[tuple[int, int]] = (),
+    notes: Iterable[str] = (),
+) -> Table:
+    return Table(title, tuple(c[0] for c in columns), tuple(c[1] for c in columns), tuple(map(tuple, cells)),
+                 frozenset(bold), tuple(notes))  # fmt: skip
+
+
+def to_markdown(table: Table) -> str:
+    """``table`` as GitHub Markdown: the bold title, a pipe table (numbers right-aligned, ``|`` escaped, bold cells
+    as ``**…**``) and each footnote as a paragraph under it."""
+    def line(row: Sequence[str], i: int | None = None) -> str:
+        texts = (c.replace("|", "\\|") for c in row)
+        return "| " + " | ".join(f"**{t}**" if (i, j) in table.bold else t for j, t in enumerate(texts)) + " |"
+
+    rule = "|" + "|".join("---:" if n else "---" for n in table.numeric) + "|"
+    lines = [f"**{table.title}**", "", line(table.headers), rule, *(line(r, i) for i, r in enumerate(table.cells))]
+    return "\n".join(lines) + "".join(f"\n\n{note}" for note in table.notes) + "\n"
+
+
+def _best(values: Sequence[float | None]) -> set[int]:
+    """Indices of the highest value (all of them when tied); none when every value is missing."""
+    present = [v for v in values if v is not None]
+    return {i for i, v in enumerate(values) if present and v == max(present)}
+
+
+def per_image_table(rows: Sequence[ImageRow], metric: str = "ws_psnr") -> Table:
+    """``metric`` of the completed results side by side: one row per image, one column per model, the best of each
+    image in bold (dB for the PSNR family, unitless for the SSIM family)."""
+    done = [r for r in rows if r.status == "complete"]
+    models = sorted({r.model for r in done})
+    value = {(r.image, r.model): r.metric(metric) for r in done}
+    labels = {r.image: posixpath.basename(r.label) for r in done}
+    cells, bold = [], set()
+    for i, image in enumerate(sorted(labels)):
+        values = [value.get((image, m)) for m in models]
+        bold |= {(i, 1 + j) for j in _best(values)}
+        cells.append([labels[image], *(format_value(metric, v) for v in values)])
+    columns = [("image", False), *((m, True) for m in models)]
+    return _table(f"{_header(metric)} per image", columns, cells, bold=bold)
 
 
 def _header(metric: str) -> str:
@@ -456,6 +586,64 @@ def comparison_table(summaries: Sequence[ModelSummary]) -> Table:
     ))
 
 
+def _score_cell(score: DatasetScore | None, full: int) -> str:
+    if score is None:
+        return "—"
+    text = f"{format_value('psnr_y', score.psnr_y)}/{format_value('ssim_y', score.ssim_y)}"
+    return text if score.n == full else f"{text} ({score.n}/{full})"
+
+
+_LIGHTWEIGHT_NOTES = (
+    ("PSNR (dB) / SSIM on the Y channel (ITU-R BT.601) with `scale` border pixels cropped, mean over the dataset's "
+     "images; the best of each scale in bold."),
+    ("#MAdds: multiply-adds of one forward pass producing a 1280×720 HR output (LR 1280/s × 720/s), the model's own "
+     "flops() / 2. Bicubic has no learned parameters and, as in the papers, no count (—)."),
+)
+
+
+def lightweight_table(results: Sequence[LightweightRow]) -> Table:
+    """The lightweight-SR table of the papers (CAMixerSR, CVPR 2024, Table 2): Method, Scale, #Params, #MAdds, then
+    "PSNR/SSIM" per dataset (Y channel, 2 and 4 decimals; :data:`BENCHMARKS` order first). The best PSNR among the
+    models of the same scale is bold; a model that completed fewer of a dataset's images than another of its scale is
+    marked ``(k/n)`` and not compared."""
+    names = {d for r in results for d in r.scores}
+    datasets = [d for d in BENCHMARKS if d in names] + sorted(names - set(BENCHMARKS))
+    full: dict[tuple[int | None, str], int] = {}  # (scale, dataset) → most images a model of that scale completed
+    for r in results:
+        for d, score in r.scores.items():
+            full[r.scale, d] = max(full.get((r.scale, d), 0), score.n)
+    cells = [
+        [r.model, f"×{r.scale}" if r.scale else "—", format_value("#params", r.params or None),
+         format_value("#madds", r.madds_720p if r.params else None),  # non-learned (bicubic): no count
+         *(_score_cell(r.scores.get(d), full.get((r.scale, d), 0)) for d in datasets)]
+        for r in results
+    ]  # fmt: skip
+    bold = set()
+    for j, d in enumerate(datasets, start=4):
+        for scale in {r.scale for r in results}:
+            ids = [i for i, r in enumerate(results) if r.scale == scale]
+            psnr = [s.psnr_y if (s := results[i].scores.get(d)) and s.n == full[scale, d] else None for i in ids]
+            bold |= {(ids[k], j) for k in _best(psnr)}
+    partial = any(s.n < full[r.scale, d] for r in results for d, s in r.scores.items())
+    notes = _LIGHTWEIGHT_NOTES + (("(k/n): only k of the n images completed; not compared.",) if partial else ())
+    columns = [("Method", False), ("Scale", True), ("#Params", True), ("#MAdds", True), *((d, True) for d in datasets)]
+    return _table("Lightweight SR (Y channel)", columns, cells, bold=bold, notes=notes)
+
+
+def lightweight_tables(rows: Sequence[ImageRow]) -> list[Table]:
+    """``[lightweight_table(...)]`` when ``rows`` hold lightweight-mode results, else ``[]``."""
+    results = lightweight_results(rows)
+    return [lightweight_table(results)] if results else []
+
+
+def headline_markdown(report: StoreReport, summaries: Sequence[ModelSummary] | None = None) -> str:
+    """The tables a paper or README quotes, as Markdown: the lightweight-SR table (when the store holds
+    lightweight results) and the model comparison (params, FLOPs, WS-PSNR…, seconds per image)."""
+    summaries = summarize(report.rows) if summaries is None else summaries
+    tables = [*lightweight_tables(report.rows), comparison_table(summaries)]
+    return "\n".join(to_markdown(t) for t in tables)
+
+
 def failure_table(rows: Sequence[ImageRow]) -> Table:
     """The failed results with their one-line reason."""
     columns = [("image", False), ("model", False), ("reason", False)]
@@ -476,8 +664,8 @@ def summary_items(report: StoreReport) -> list[tuple[str, str]]:
         ("runs", str(len(report.runs))),
     ]
     if report.runs and isinstance(last := report.runs[-1], Mapping):
-        items.append(("last run", f"{last.get('command', '?')} (started {last.get('started', '?')}, "
-                                  f"finished {last.get('finished') or 'not finished'})"))
+        items.append(("last run", (f"{last.get('command', '?')} (started {last.get('started', '?')}, "
+                                   f"finished {last.get('finished') or 'not finished'})")))
         summary = last.get("summary") or {}
         items += [(f"last run {k.replace('_', ' ')}", f"{v:.4g}" if isinstance(v, float) else str(v))
                   for k, v in summary.items()]

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from odisr.models.base import SRModel
+from odisr.models.global_stats import GlobalAvgPool2d
 from odisr.models.registry import StateDict
 
 WINDOW = 16  # CAMixer's window size; hard-coded in the official networks
@@ -266,7 +267,7 @@ class Predictor(nn.Module):
         self.out_mask = nn.Sequential(
             nn.Linear(window_size**2, window_size), act, nn.Linear(window_size, 2), nn.Softmax(dim=-1)
         )
-        self.out_CA = nn.Sequential(nn.AdaptiveAvgPool2d(1), PerImageConv2d(hidden, dim, 1), nn.Sigmoid())
+        self.out_CA = nn.Sequential(GlobalAvgPool2d(), PerImageConv2d(hidden, dim, 1), nn.Sigmoid())
         self.out_SA = nn.Sequential(PerImageConv2d(hidden, 1, 3, padding=1), nn.Sigmoid())
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
