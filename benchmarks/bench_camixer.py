@@ -2,7 +2,7 @@
 
 Measures LR pixels per second of one whole-image forward pass of CAMixerSR-S ×4 (official weights) on a 256×512
 (H×W) LR panorama — ``data/erp/layoutnet_testpano.png`` resized with PIL bicubic — at γ = 1.0 and γ = 0.5:
-one warm-up, then the median of ``--repeats`` timed runs, on ``--threads`` CPU threads. Also prints the analytic
+one warm-up, then the median of ``--repeats`` timed runs (the ratios taking turns), on ``--threads`` CPU threads. Also prints the analytic
 FLOPs of each run (from the windows actually kept) and the windows kept per block.
 
     python benchmarks/bench_camixer.py [--shared ../shared] [--threads 2] [--repeats 3] [--json out.json]
@@ -35,15 +35,22 @@ def load_panorama(shared: Path, height: int = 256, width: int = 512) -> torch.Te
     return torch.from_numpy(arr).permute(2, 0, 1).unsqueeze(0).contiguous()
 
 
-def time_forward(model: CAMixerSR, x: torch.Tensor, repeats: int) -> list[float]:
-    """Wall-clock seconds of ``repeats`` forward passes after one warm-up."""
-    times = []
+def time_interleaved(model: CAMixerSR, x: torch.Tensor, ratios: list[float], repeats: int) -> dict[float, list]:
+    """Wall-clock seconds of ``repeats`` forward passes per ratio, after one warm-up each.
+
+    The ratios take turns (γ₁, γ₂, γ₁, γ₂, …) so that a slow spell of a shared machine hits them alike.
+    """
+    times: dict[float, list[float]] = {r: [] for r in ratios}
     with torch.inference_mode():
-        model(x)
-        for _ in range(repeats):
-            start = time.perf_counter()
+        for ratio in ratios:
+            model.set_ratio(ratio)
             model(x)
-            times.append(time.perf_counter() - start)
+        for _ in range(repeats):
+            for ratio in ratios:
+                model.set_ratio(ratio)
+                start = time.perf_counter()
+                model(x)
+                times[ratio].append(time.perf_counter() - start)
     return times
 
 
@@ -53,6 +60,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--ratios", type=float, nargs="+", default=[1.0, 0.5])
+    parser.add_argument("--channels-last", action="store_true", help="weights and input in channels-last layout")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
 
@@ -63,14 +71,21 @@ def main() -> None:
     model = CAMixerSR(n_feats=36, scale=4).eval()
     model.load_state_dict(ckpt["params_ema"], strict=True)
 
+    if args.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
+    timings = time_interleaved(model, x, args.ratios, args.repeats)
     results = []
     for ratio in args.ratios:
         model.set_ratio(ratio)
-        times = time_forward(model, x, args.repeats)
+        with torch.inference_mode():
+            model(x)
+        times = timings[ratio]
         kept = model.kept_windows()[:, 0].tolist()
         median = statistics.median(times)
         results.append({
             "model": "camixersr-s-x4", "ratio": ratio, "lr_shape": [h, w], "threads": args.threads,
+            "channels_last": args.channels_last,
             "runs_s": [round(t, 3) for t in times], "median_s": round(median, 3),
             "lr_pixels_per_s": round(h * w / median), "gflops": round(model.flops(h, w, kept=kept) / 1e9, 2),
             "kept_windows_per_block": kept, "windows_per_block": (h // 16) * (w // 16),

@@ -453,6 +453,19 @@ class CAMixerNet(SRModel):
         self.scale = int(scale)
         self._ratio = _check_ratio(ratio)
 
+    def _use_channels_last(self) -> None:
+        """Keep 4-D weights channels-last (subclasses call this at the end of ``__init__``).
+
+        oneDNN runs these thin convolutions ~1.2× faster on the CPU in that layout (benchmarks/bench_camixer.py
+        ``--channels-last``); load_state_dict copies into the existing tensors, so checkpoints keep the layout.
+        """
+        self.to(memory_format=torch.channels_last)
+
+    @staticmethod
+    def _prepare(x: Tensor) -> Tensor:
+        """The input padded to the window multiple, channels-last like the weights."""
+        return pad_to_multiple(x, WINDOW).contiguous(memory_format=torch.channels_last)
+
     # --- ratio γ --------------------------------------------------------------------------------------------
     @property
     def ratio(self) -> float:

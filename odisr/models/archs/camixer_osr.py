@@ -139,13 +139,14 @@ class CAMixerOSR(CAMixerNet):
         self.body_tail = PerImageConv2d(n_feats, n_feats, 3, padding=1)
         self.dcn = DCNv2Pack(n_feats, n_feats)
         self.tail = nn.Sequential(PerImageConv2d(n_feats, n_colors * scale**2, 3, padding=1), nn.PixelShuffle(scale))
+        self._use_channels_last()
 
     def forward(self, x: Tensor, condition: Tensor | None = None) -> Tensor | TrainOutput:
         self._check_input(x)
         h, w = x.shape[-2:]
         condition = pad_to_multiple(self._condition(condition, x), WINDOW)
         mean = self.rgb_mean.to(x.dtype)
-        feats = self.head(pad_to_multiple(x, WINDOW) - mean)
+        feats = self.head(self._prepare(x) - mean)
         body = self.norm(feats)
         for group in self.body:
             body = group(body, condition)

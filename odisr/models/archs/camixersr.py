@@ -25,7 +25,6 @@ from odisr.models.archs.camixer_common import (
     PerImageConv2d,
     TrainOutput,
     detect_groups,
-    pad_to_multiple,
 )
 from odisr.models.registry import (
     Architecture,
@@ -97,11 +96,12 @@ class CAMixerSR(CAMixerNet):
         self.body = nn.ModuleList(Group(n_feats, n_block[i], self.ratio) for i in range(n_group))
         self.body_tail = PerImageConv2d(n_feats, n_feats, 3, padding=1)
         self.tail = nn.Sequential(PerImageConv2d(n_feats, n_colors * scale**2, 3, padding=1), nn.PixelShuffle(scale))
+        self._use_channels_last()
 
     def forward(self, x: Tensor) -> Tensor | TrainOutput:
         self._check_input(x)
         h, w = x.shape[-2:]
-        feats = self.head(pad_to_multiple(x, WINDOW))
+        feats = self.head(self._prepare(x))
         condition = self.global_predictor(feats)
         body = feats
         for group in self.body:
