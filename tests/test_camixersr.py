@@ -5,6 +5,7 @@ Budget: about 60 s on 2 cores (30 fixture forwards on 64×64/128×128 inputs, on
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 from pathlib import Path
@@ -43,8 +44,10 @@ KEY_LISTS = {  # file in specs/state_dict_keys/ → constructor kwargs
     "constructed_CAMixerSR_light_x4_nf60_abbrev.txt": {"n_feats": 60, "scale": 4},
 }
 # The trained S network is chaotic on uniform-noise inputs: the official code itself moves by 3.7e-5 (input a) and
-# 6.5e-5 (input c) between 1 and 2 CPU threads, and by up to 1.8e-4 for a 1e-7 relative change of the input.
-# Those two inputs are therefore checked at that noise level; every other fixture at 1e-5.
+# 6.5e-5 (input c) between 1 and 2 CPU threads, and by up to 1.8e-4 for a 1e-7 relative change of the input; the
+# official float32 outputs are 5e-5-6e-5 away from the exact (float64) ones
+# (test_noise_fixtures_are_limited_by_float32_rounding). Those two inputs are therefore checked at that noise level;
+# every other fixture at 1e-5.
 NOISY = {"S_x4_r0.5__input_a_rand64", "S_x4_r0.5__input_c_rand50x70",
          "S_x4_r1.0__input_a_rand64", "S_x4_r1.0__input_c_rand50x70"}
 
@@ -105,6 +108,31 @@ def test_official_fixture_reproduced(shared: Path, pair: dict) -> None:
         assert err.max() <= 3e-4 and err.mean() <= 5e-6
     else:
         assert err.max() <= 1e-5
+
+
+@pytest.mark.parametrize("name", ["a_rand64", "c_rand50x70"])
+def test_noise_fixtures_are_limited_by_float32_rounding(s_model: CAMixerSR, shared: Path, name: str) -> None:
+    """Why 1e-5 cannot be asked on the noise inputs: float32 rounding alone moves the output by more than that.
+
+    The same network evaluated in float64 (the exact output, to ~1e-12) differs from the official float32 fixture
+    by more than 1e-5 (measured 6.1e-5 and 5.4e-5): no implementation, exact or not, can match the fixture to 1e-5
+    without replaying the official kernels' rounding. Our float32 output is in the same band (5.1e-5, 2.0e-4).
+    """
+    x = load_array(shared, f"input_{name}.npy")
+    official = load_array(shared, f"out_S_x4_r1.0__{name}.npy")
+    exact = copy.deepcopy(s_model).double()
+    exact.set_ratio(1.0)
+    s_model.set_ratio(1.0)
+    try:
+        with torch.inference_mode():
+            reference, ours = exact(x.double()), s_model(x).double()
+    finally:
+        s_model.set_ratio(0.5)
+    official_err = (official.double() - reference).abs().max().item()
+    our_err = (ours - reference).abs().max().item()
+    print(f"{name}: |official − exact| {official_err:.2e}, |odisr − exact| {our_err:.2e}")
+    assert official_err > 1e-5
+    assert our_err <= 3e-4
 
 
 def test_deterministic_rule_on_astronaut(s_model: CAMixerSR, astronaut: torch.Tensor, shared: Path) -> None:
