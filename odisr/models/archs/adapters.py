@@ -11,6 +11,7 @@ The contract is RGB in ``[0, 1]`` of any size ``h × w ≥ 1``. The baselines di
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Callable
 
 import torch
@@ -36,7 +37,7 @@ def run_with_min_size(
     return y[..., : scale * h, : scale * w]
 
 
-class RGB255Model(SRModel):
+class RGB255Model(SRModel, metaclass=abc.ABCMeta):
     """An :class:`SRModel` whose layers work on RGB in ``[0, 255]`` (EDSR-PyTorch convention).
 
     Subclasses implement :meth:`forward_255`; :meth:`forward` multiplies the ``[0, 1]`` input by 255 and divides
@@ -50,6 +51,6 @@ class RGB255Model(SRModel):
         """(B, 3, h, w) float RGB in [0, 1] → raw (B, 3, s·h, s·w) in [0, 1] scale, not clamped."""
         return run_with_min_size(lambda t: self.forward_255(t * 255.0) / 255.0, x, self.min_input_size, self.scale)
 
+    @abc.abstractmethod
     def forward_255(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 3, h, w) RGB in [0, 255] → raw (B, 3, s·h, s·w) on the [0, 255] scale."""
-        raise NotImplementedError

@@ -16,6 +16,7 @@ per image, ``r`` = fraction of windows whose attention probability ``pred_score[
 
 from __future__ import annotations
 
+import abc
 import math
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -434,11 +435,11 @@ class BlockGroup(nn.Module):
         return sum(block.flops(pixels, windows, next(kept)) for block in self.body)
 
 
-class CAMixerNet(SRModel):
+class CAMixerNet(SRModel, metaclass=abc.ABCMeta):
     """Behaviour common to CAMixerSR and CAMixerOSR: ratio γ, routing read-out, forced keep counts, FLOPs, padding.
 
-    Subclasses build ``head``, ``body`` (a ModuleList of :class:`BlockGroup`) and ``tail``, and implement
-    ``_features``, ``_extra_flops`` and ``_ratio_loss``.
+    Subclasses build ``head``, ``body`` (a ModuleList of :class:`BlockGroup`) and ``tail``, implement
+    ``_full_res_convs`` and ``_ratio_loss``, and may override ``_extra_flops``.
     """
 
     window_size = WINDOW
@@ -534,9 +535,9 @@ class CAMixerNet(SRModel):
         tail = conv_flops(pixels, self.tail)
         return body + convs + tail + self._extra_flops(pixels)
 
+    @abc.abstractmethod
     def _full_res_convs(self) -> list[nn.Module]:
         """Modules outside the blocks and the tail whose convolutions all run at LR resolution."""
-        raise NotImplementedError
 
     def _extra_flops(self, pixels: int) -> int:
         return 0
@@ -556,8 +557,9 @@ class CAMixerNet(SRModel):
         decisions = torch.stack([m.selection.flatten(1).mean(1) for m in self.mixers()])  # (n_blocks, B)
         return TrainOutput(sr, self._ratio_loss(decisions.mean()))
 
+    @abc.abstractmethod
     def _ratio_loss(self, mean_decision: Tensor) -> Tensor:
-        raise NotImplementedError
+        """Scalar predictor loss from the mean attention decision over blocks and images (training only)."""
 
 
 def _check_ratio(ratio: float) -> float:
