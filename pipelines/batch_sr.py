@@ -104,13 +104,15 @@ class ModelChoice:
 
 @dataclass(frozen=True)
 class Pair:
-    """One (image, model) unit of work."""
+    """One (image, model) unit of work. ``planned_over``: the attempt token of the group when the driver planned
+    the pair (None: no group), so that the task leaves alone a pair another run has completed since."""
 
     key: str
     source: str
     model: ModelChoice
     settings: Settings
     store: str
+    planned_over: str | None = None
 
     @property
     def attrs(self) -> dict[str, Any]:
@@ -288,8 +290,9 @@ def plan(job: Job, root: Any) -> tuple[list[tuple[Source, list[Pair]]], int]:
     for source in job.sources:
         pairs = []
         for model in job.models:
-            pair = Pair(source.key, source.name, model, job.settings, job.store)
             recorded = st.pair_attrs(root, source.key, model.name)
+            attempt = recorded.get("attempt") if recorded else None
+            pair = Pair(source.key, source.name, model, job.settings, job.store, attempt)
             run, why = (True, "--overwrite") if job.overwrite else st.resume_action(recorded, pair.attrs)
             quiet = why in ("new", "complete", "--overwrite")  # the others are redone unexpectedly: say so
             (log.info if quiet else log.warning)("%s [%s]: %s", source.name, model.name, why)
@@ -449,6 +452,7 @@ def super_resolve(pair: Pair, decoded: Decoded, topic: str | None = None) -> Pai
         st.fail_pair(pair.store, pair.key, name, {**pair.attrs, "source_sha256": decoded.sha256}, decoded.error)
         return PairResult(pair.key, name, st.FAILED, decoded.error)
     try:
+        st.check_not_done_elsewhere(pair.store, pair.key, name, pair.planned_over)
         sink = _open_sink(pair, decoded, _reporter(topic))
         results = _infer(pair, decoded.lr, sink)
         if decoded.hr is not None:
