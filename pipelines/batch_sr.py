@@ -31,6 +31,7 @@ import time
 import uuid
 import warnings
 from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import CancelledError
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,7 +42,7 @@ from distributed import Client, as_completed, get_worker
 import odisr
 from odisr.sources import Source, dataset_name, find_sources, slugify
 from pipelines import store as st
-from pipelines.cluster import ModelRef, get_model, inference_resources
+from pipelines.cluster import ClusterError, ModelRef, get_model, inference_resources
 
 log = logging.getLogger(__name__)
 
@@ -306,7 +307,12 @@ def plan(job: Job, root: Any) -> tuple[list[tuple[Source, list[Pair]]], int]:
 
 
 def run_job(job: Job, client: Client, *, progress: bool = True) -> Summary:
-    """Run ``job`` on ``client``'s cluster, recording everything in ``job.store``; returns the summary."""
+    """Run ``job`` on ``client``'s cluster, recording everything in ``job.store``; returns the summary.
+
+    Raises:
+        pipelines.cluster.ClusterError: the scheduler was lost (or cancelled the work) mid-run; what completed is
+            in the store and the run record stays unfinished, so re-running the same command resumes.
+    """
     start = time.perf_counter()
     root = st.open_store(job.store)
     index = st.record_run(root, job.command, asdict(job.settings) | {"models": [m.name for m in job.models]})
@@ -363,12 +369,29 @@ def _collect(client: Client, futures: dict[Any, Pair], summary: Summary, topic: 
         client.subscribe_topic(topic, on_event)
         try:
             for future in as_completed(list(futures)):
+                if future.cancelled():
+                    raise ClusterError(_cancelled(client, future))
                 result = _result_of(future, futures[future])
                 megapixels += _tally(summary, result, futures[future])
                 bar.advance(pairs_task)
         finally:
-            client.unsubscribe_topic(topic)
+            if client.status == "running":  # else unsubscribing would wait for the lost scheduler
+                client.unsubscribe_topic(topic)
     return megapixels
+
+
+def _cancelled(client: Client, future: Any) -> str:
+    """Why a pair's future was cancelled (by Dask: the client lost its scheduler, or the scheduler dropped it)."""
+    try:
+        future.result()
+        reason = "cancelled"
+    except CancelledError as exc:
+        reason = _one_line(exc)
+    address = getattr(client.scheduler, "address", "?")
+    return (
+        f"the Dask scheduler {address} stopped the run ({reason}); the pairs completed so far are in the store: "
+        f"start the scheduler again and re-run the same command to resume"
+    )
 
 
 def _result_of(future: Any, pair: Pair) -> PairResult:
