@@ -105,8 +105,8 @@ class ModelChoice:
 
 @dataclass(frozen=True)
 class Pair:
-    """One (image, model) unit of work. ``planned_over``: the attempt token of the group when the driver planned
-    the pair (None: no group), so that the task leaves alone a pair another run has completed since."""
+    """One (image, model) unit of work. ``planned_over``: the attempt token of the pair when the driver planned it,
+    if it was complete then (None otherwise), so that the task leaves alone a pair another run completed since."""
 
     key: str
     source: str
@@ -292,7 +292,7 @@ def plan(job: Job, root: Any) -> tuple[list[tuple[Source, list[Pair]]], int]:
         pairs = []
         for model in job.models:
             recorded = st.pair_attrs(root, source.key, model.name)
-            attempt = recorded.get("attempt") if recorded else None
+            attempt = recorded.get("attempt") if recorded and recorded.get("status") == st.COMPLETE else None
             pair = Pair(source.key, source.name, model, job.settings, job.store, attempt)
             run, why = (True, "--overwrite") if job.overwrite else st.resume_action(recorded, pair.attrs)
             quiet = why in ("new", "complete", "--overwrite")  # the others are redone unexpectedly: say so
@@ -475,7 +475,7 @@ def super_resolve(pair: Pair, decoded: Decoded, topic: str | None = None) -> Pai
         st.fail_pair(pair.store, pair.key, name, {**pair.attrs, "source_sha256": decoded.sha256}, decoded.error)
         return PairResult(pair.key, name, st.FAILED, decoded.error)
     try:
-        st.check_not_done_elsewhere(pair.store, pair.key, name, pair.planned_over)
+        st.check_not_done_elsewhere(pair.store, pair.key, name, pair.planned_over, pair.attrs)
         sink = _open_sink(pair, decoded, _reporter(topic))
         results = _infer(pair, decoded.lr, sink)
         if decoded.hr is not None:

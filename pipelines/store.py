@@ -134,16 +134,20 @@ def resume_action(recorded: Mapping[str, Any] | None, wanted: Mapping[str, Any])
 # ---------------------------------------------------------------------------------------------------- pair (task)
 
 
-def check_not_done_elsewhere(store: str, key: str, model: str, planned_over: str | None) -> None:
-    """Raise :class:`Superseded` when the pair is complete under another attempt than ``planned_over``, the attempt
-    the driver saw when it planned the pair (None: no group then): another run completed it meanwhile, so redoing
-    it would only destroy a finished result. (A complete pair planned over on purpose, ``--overwrite``, keeps its
-    token and is redone.)"""
+def check_not_done_elsewhere(
+    store: str, key: str, model: str, planned_over: str | None, wanted: Mapping[str, Any]
+) -> None:
+    """Raise :class:`Superseded` when another run has completed the pair, with the config ``wanted``, since this
+    run planned it: redoing it would only destroy a finished result.
+
+    ``planned_over`` is the attempt token of the pair when the driver planned it *if it was complete then* (a
+    complete pair redone on purpose: ``--overwrite`` or a changed config), else None.
+    """
     try:
-        attrs = zarr.open_group(store, path=pair_path(key, model), mode="r").attrs
+        attrs = dict(zarr.open_group(store, path=pair_path(key, model), mode="r").attrs)
     except (FileNotFoundError, KeyError, zarr.errors.GroupNotFoundError):
         return
-    if attrs.get("status") == COMPLETE and attrs.get("attempt") != planned_over:
+    if attrs.get("status") == COMPLETE and attrs.get("attempt") != planned_over and not resume_action(attrs, wanted)[0]:
         raise Superseded(f"{pair_path(key, model)}: completed by another run meanwhile; left as it is")
 
 

@@ -97,7 +97,7 @@ def _check_sr(group: zarr.Group, attrs: dict[str, Any]) -> tuple[str, str]:
         return CORRUPT, f"sr is {list(sr.shape[:2])}, the pair recorded {expected}"
     recorded = attrs.get("sr_checksum")
     if recorded is None:
-        return UNVERIFIABLE, "no sr_checksum recorded (written by an older odisr); re-run with --overwrite to record one"
+        return UNVERIFIABLE, "no sr_checksum recorded (an older odisr wrote it); re-run with --overwrite to record one"
     try:
         problems = list(check(sr, recorded))
     except ValueError as exc:

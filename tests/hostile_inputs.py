@@ -117,7 +117,8 @@ def _tiff_claiming(width: int, height: int) -> bytes:
     tags[5] = (273, 4, data_offset)
     ifd = struct.pack("<H", len(tags))
     for tag, kind, value in tags:
-        ifd += struct.pack("<HHI", tag, kind, 1) + (struct.pack("<HH", value, 0) if kind == 3 else struct.pack("<I", value))
+        packed = struct.pack("<HH", value, 0) if kind == 3 else struct.pack("<I", value)  # SHORT or LONG, left-aligned
+        ifd += struct.pack("<HHI", tag, kind, 1) + packed
     return b"II*\0" + struct.pack("<I", ifd_offset) + ifd + b"\0\0\0\0" + bytes(16)
 
 

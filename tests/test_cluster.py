@@ -154,3 +154,18 @@ def test_sigkill_the_scheduler_then_restart_and_resume(cluster, lr_dir, clean, t
     complete_before = statuses.count("complete")
     assert f"{len(PANOS) - complete_before} done, 0 failed, {complete_before} skipped" in output
     assert_same_store(store, clean)
+
+
+def test_two_drivers_on_one_store_complete_every_pair_exactly_once(cluster, lr_dir, clean, tmp_path):
+    """Two `odisr run` processes started together on the same store and cluster: each pair is computed by one of
+    them (the other's task finds it complete, or is superseded mid-write and stops), and the store is valid."""
+    store = tmp_path / "out.zarr"
+    args = run_args(lr_dir, store, cluster.address)
+    drivers = [start_driver(args, tmp_path / f"driver{i}.log") for i in range(2)]
+    for driver in drivers:
+        driver.wait(timeout=300)
+    logs = [(tmp_path / f"driver{i}.log").read_text() for i in range(2)]
+    assert [d.returncode for d in drivers] == [0, 0], logs
+    done = [int(log.split("odisr: ")[1].split(" done")[0]) for log in logs]
+    assert sum(done) == len(PANOS), logs  # exactly once: no pair was computed by both
+    assert_same_store(store, clean)

@@ -52,8 +52,8 @@ def test_fuzz_campaign(tmp_path):
     inputs = [c for c in cases if c.expect != "absent"]
     assert len(cases) >= 200
     store = tmp_path / "fuzz.zarr"
-    command = [sys.executable, "-c", RSS_WRAPPER, str(Path(sys.executable).with_name("odisr")), "run",
-               str(tmp_path / "in"), "--out", str(store), "--model", "bicubic-x4", "--tile", "64", "--workers", "2"]  # fmt: skip
+    odisr_run = [str(Path(sys.executable).with_name("odisr")), "run", str(tmp_path / "in"), "--out", str(store)]
+    command = [sys.executable, "-c", RSS_WRAPPER, *odisr_run, "--model", "bicubic-x4", "--tile", "64", "--workers", "2"]
     done = subprocess.run(command, capture_output=True, text=True, timeout=200, cwd=tmp_path)  # a hang fails here
     log = done.stderr
     assert done.returncode == 1, log[-3000:]
