@@ -31,7 +31,9 @@ The preview and attention arrays have their own dimension names so that ``xarray
 
 from __future__ import annotations
 
+import errno
 import math
+import time
 import uuid
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
@@ -153,12 +155,33 @@ def check_not_done_elsewhere(
 
 def begin_pair(store: str, key: str, model: str, attrs: Mapping[str, Any]) -> zarr.Group:
     """Delete and recreate the (image, model) group with ``attrs``, ``status: running`` and a new attempt token."""
-    return zarr.create_group(
-        store,
-        path=pair_path(key, model),
-        overwrite=True,
-        attributes={**attrs, "status": RUNNING, "attempt": uuid.uuid4().hex},
-    )
+    return _recreate(store, key, model, {**attrs, "status": RUNNING, "attempt": uuid.uuid4().hex})
+
+
+_RECREATE_TRIES = 5
+
+
+def _recreate(store: str, key: str, model: str, attributes: Mapping[str, Any]) -> zarr.Group:
+    """Replace the pair's group by an empty one holding ``attributes`` (which carry a new attempt token).
+
+    A writer of the old attempt may still be running (another driver's task, or an orphan of a killed one): the new
+    token is first written into the existing group, so that writer stops at its next region (:class:`Superseded`),
+    then the group is deleted and created anew. A chunk it was writing meanwhile can refill a folder being deleted
+    (``ENOTEMPTY`` on a local store): the deletion is tried again.
+    """
+    path = pair_path(key, model)
+    try:
+        zarr.open_group(store, path=path, mode="r+").attrs.put(dict(attributes))
+    except (FileNotFoundError, KeyError, zarr.errors.GroupNotFoundError, zarr.errors.ContainsArrayError):
+        pass  # no group yet
+    for _ in range(_RECREATE_TRIES - 1):
+        try:
+            return zarr.create_group(store, path=path, overwrite=True, attributes=dict(attributes))
+        except OSError as exc:
+            if exc.errno != errno.ENOTEMPTY:
+                raise
+            time.sleep(0.05)
+    return zarr.create_group(store, path=path, overwrite=True, attributes=dict(attributes))  # the last try
 
 
 def create_sr(group: zarr.Group, shape: tuple[int, int], chunk: int, dtype: Any = np.uint8) -> zarr.Array:
@@ -198,7 +221,10 @@ class RegionSink:
 
     def check_owner(self) -> None:
         """Raise :class:`Superseded` when another attempt has recreated the group since this one began."""
-        current = zarr.open_group(self.group.store, path=self.group.path, mode="r").attrs.get("attempt")
+        try:
+            current = zarr.open_group(self.group.store, path=self.group.path, mode="r").attrs.get("attempt")
+        except (FileNotFoundError, KeyError, zarr.errors.GroupNotFoundError):
+            current = None  # being deleted and recreated by a newer attempt
         if current != self.attempt:
             raise Superseded(f"{self.group.path}: taken over by a newer attempt; this writer stops")
 
@@ -249,5 +275,4 @@ def complete_pair(sink: RegionSink, results: Mapping[str, Any]) -> None:
 
 def fail_pair(store: str, key: str, model: str, attrs: Mapping[str, Any], error: str) -> None:
     """Record a failed (image, model) pair: a fresh group holding ``attrs``, ``status: failed`` and ``error``."""
-    attributes = {**attrs, "status": FAILED, "error": error, "attempt": uuid.uuid4().hex}
-    zarr.create_group(store, path=pair_path(key, model), overwrite=True, attributes=attributes)
+    _recreate(store, key, model, {**attrs, "status": FAILED, "error": error, "attempt": uuid.uuid4().hex})

@@ -5,8 +5,9 @@
   ends complete, verified and bit-identical to a clean run.
 * SIGKILL the scheduler mid-run: the driver exits with code 3 and a message saying to restart and re-run; after a
   restart on the same port the same command resumes (finished pairs skipped) to the same store as a clean run.
+* Two ``odisr run`` drivers on one store at once: every pair complete exactly once, bit-identical.
 
-Budget: ~1.5 min on 2 cores (each cluster's workers import torch once; 4 LR panoramas of 256×128, bicubic ×4 in
+Budget: ~2 min on 2 cores (each cluster's workers import torch once; 4 LR panoramas of 256×128, bicubic ×4 in
 tiles of 16 LR px so that a pair takes long enough to be killed mid-write).
 """
 
@@ -65,16 +66,19 @@ def cluster(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def clean(lr_dir, tmp_path_factory) -> Path:
-    """The store of an uninterrupted run (on its own cluster)."""
-    logs = tmp_path_factory.mktemp("clean")
-    cluster = Cluster(logs)
-    try:
-        store = logs / "clean.zarr"
-        code, output = odisr_cli(*run_args(lr_dir, store, cluster.address))
-        assert code == 0, output
-    finally:
-        cluster.close()
+def steady(tmp_path_factory):
+    """A cluster that nothing kills, shared by the tests that do not kill."""
+    cluster = Cluster(tmp_path_factory.mktemp("steady"))
+    yield cluster
+    cluster.close()
+
+
+@pytest.fixture(scope="module")
+def clean(lr_dir, steady) -> Path:
+    """The store of an uninterrupted run."""
+    store = steady.logs / "clean.zarr"
+    code, output = odisr_cli(*run_args(lr_dir, store, steady.address))
+    assert code == 0, output
     return store
 
 
@@ -156,11 +160,11 @@ def test_sigkill_the_scheduler_then_restart_and_resume(cluster, lr_dir, clean, t
     assert_same_store(store, clean)
 
 
-def test_two_drivers_on_one_store_complete_every_pair_exactly_once(cluster, lr_dir, clean, tmp_path):
+def test_two_drivers_on_one_store_complete_every_pair_exactly_once(steady, lr_dir, clean, tmp_path):
     """Two `odisr run` processes started together on the same store and cluster: each pair is computed by one of
     them (the other's task finds it complete, or is superseded mid-write and stops), and the store is valid."""
     store = tmp_path / "out.zarr"
-    args = run_args(lr_dir, store, cluster.address)
+    args = run_args(lr_dir, store, steady.address)
     drivers = [start_driver(args, tmp_path / f"driver{i}.log") for i in range(2)]
     for driver in drivers:
         driver.wait(timeout=300)
