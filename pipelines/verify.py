@@ -60,6 +60,13 @@ def verify_store(path: str, on_pair: Callable[[PairCheck], None] | None = None) 
     return results
 
 
+def mark_for_redo(path: str, check: PairCheck) -> None:
+    """Record a corrupt pair as ``failed``, its error naming the damage, so that the next run of the same command
+    recomputes it (a complete pair would be skipped)."""
+    group = zarr.open_group(path, path=st.pair_path(check.key, check.model), mode="r+")
+    group.attrs.update({"status": st.FAILED, "error": f"odisr verify: {check.detail}"})
+
+
 def _exists(path: str) -> bool:
     try:
         zarr.open_group(path, mode="r")

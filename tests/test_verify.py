@@ -111,6 +111,14 @@ def test_verify_finds_a_changed_chunk_an_undecodable_one_and_an_orphaned_pair(tm
     assert verdicts == {"bad": "failed", "changed": "corrupt", "garbled": "corrupt", "good": "verified",
                         "orphan": "running"}  # fmt: skip
 
+    result = CliRunner().invoke(app, ["verify", path, "--redo-corrupt"], catch_exceptions=False)
+    assert result.exit_code == 1 and "marked failed: changed [bicubic-x4]" in result.output
+    code, output = verify(path)
+    assert code == 0 and "1 verified, 0 corrupt, 0 unverifiable, 3 failed, 1 running" in output, output
+    redo = st.pair_attrs(zarr.open_group(path, mode="r"), "changed", "bicubic-x4")
+    assert st.resume_action(redo, WANTED) == (True, "failed before, retried")
+    assert redo["error"].startswith("odisr verify: 1 chunk(s) do not match")
+
 
 def test_verify_flags_pairs_without_checksum_and_refuses_non_stores(tmp_path):
     path = str(tmp_path / "s.zarr")

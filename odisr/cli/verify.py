@@ -24,6 +24,9 @@ _STYLE = {"verified": "green", "corrupt": "bold red", "unverifiable": "red", "fa
 def verify_command(
     store: Annotated[str, typer.Argument(help="The odisr Zarr store (a folder or a URL such as s3://bucket/x.zarr).")],
     show_all: Annotated[bool, typer.Option("--all", help="List verified pairs too, not only the others.")] = False,
+    redo_corrupt: Annotated[
+        bool, typer.Option("--redo-corrupt", help="Mark corrupt pairs failed, so that the next run recomputes them.")
+    ] = False,
 ) -> None:
     """Re-read every pair of STORE and list complete (verified), corrupt, unverifiable, failed and running/orphaned
     ones; a chunk changed on disk is named. Exit code 0 only when every complete pair verifies."""
@@ -44,6 +47,11 @@ def verify_command(
         if show_all or c.verdict != v.VERIFIED:
             style = _STYLE[c.verdict]
             out.print(f"[{style}]{c.verdict:>12}[/] {escape(f'{c.key} [{c.model}]: {c.detail}')}")
+    if redo_corrupt:
+        for c in checks:
+            if c.verdict == v.CORRUPT:
+                v.mark_for_redo(store, c)
+                out.print(f"marked failed: {escape(f'{c.key} [{c.model}]')} (the next run recomputes it)")
     counts = Counter(c.verdict for c in checks)
     line = ", ".join(f"{counts[k]} {k}" for k in (v.VERIFIED, v.CORRUPT, v.UNVERIFIABLE, v.FAILED, v.RUNNING))
     out.print(f"odisr verify: {len(checks)} pairs: {line}")
