@@ -4,7 +4,8 @@ moments, K times, re-running the same command after each kill, and compare the f
 Inputs: the real panoramas of ``../shared/data/erp`` (all 8 by default, ≥ 6 required) resized to ``--lr-width`` ×
 ``--lr-width/2`` LR. A clean run into its own store gives the reference and its timings. Then, on the campaign store,
 each attempt starts the command, waits until it has begun writing pairs (a new ``running`` group), sleeps a random
-fraction of the clean run's writing time and kills the process group — unless the run finishes first, which ends a
+fraction of the writing time of a whole run (the clean one's, or a shorter one seen since: the machine's load
+varies) and kills the process group — unless the run finishes first, which ends a
 *round*: the store is compared with the clean one and the next kill starts a fresh store. After the K-th kill the
 command is run once more to completion.
 
@@ -23,6 +24,7 @@ JSON with every figure goes to ``$OUT/bench_kill.json`` when ``$OUT`` is set (el
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -148,9 +150,14 @@ def main() -> None:
         done_before = {p for p, (s, _) in before.items() if s == "complete"}
         t0 = time.perf_counter()
         proc = start([*base, "--out", str(store)], work / "campaign.log")
-        if wait_until_writing(proc, store, before):
-            time.sleep(rng.uniform(0, t_writing))  # a random moment of the writing phase
+        writing = wait_until_writing(proc, store, before)
+        t_writing_started = time.perf_counter()
+        if writing:  # a random moment of the writing phase (the wait ends early when the run finishes)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=rng.uniform(0, t_writing))
         if proc.poll() is not None:  # the run finished before the kill: the round is over
+            if writing and not done_before:  # a whole run's writing phase: the kill window follows the load
+                t_writing = min(t_writing, time.perf_counter() - t_writing_started)
             rounds.append(round_summary(round_no, store, clean, len(kills), skipped=len(done_before)))
             round_no += 1
             store = work / f"round{round_no}.zarr"
