@@ -3,9 +3,9 @@ moments, K times, re-running the same command after each kill, and compare the f
 
 Inputs: the real panoramas of ``../shared/data/erp`` (all 8 by default, ≥ 6 required) resized to ``--lr-width`` ×
 ``--lr-width/2`` LR. A clean run into its own store gives the reference and its timings. Then, on the campaign store,
-each attempt starts the command, waits until it has begun writing pairs (a new ``running`` group), sleeps a random
-fraction of the writing time of a whole run (the clean one's, or a shorter one seen since: the machine's load
-varies) and kills the process group — unless the run finishes first, which ends a
+each attempt starts the command, waits until it has begun writing pairs (a new ``running`` group), waits a random
+time within the clean run's writing phase (its first pair started → its last pair complete; scaled by the share of
+pairs left) and kills the process group — unless the run finishes first, which ends a
 *round*: the store is compared with the clean one and the next kill starts a fresh store. After the K-th kill the
 command is run once more to completion.
 
@@ -32,6 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -64,8 +65,10 @@ def statuses(store: Path) -> dict[str, tuple[str, str]]:
     root = zarr.open_group(str(store), mode="r")
     if "images" not in root:
         return {}
-    return {f"{k}/{m}": (g.attrs.get("status"), g.attrs.get("attempt")) for k, i in root["images"].groups()
-            for m, g in i.groups()}  # fmt: skip
+    with warnings.catch_warnings():  # a listing during a run sees zarr's temporary "*.partial" files: harmless
+        warnings.simplefilter("ignore", UserWarning)
+        return {f"{k}/{m}": (g.attrs.get("status"), g.attrs.get("attempt")) for k, i in root["images"].groups()
+                for m, g in i.groups()}  # fmt: skip
 
 
 def complete(store: Path) -> set[str]:
@@ -96,16 +99,19 @@ def start(command: list[str], log: Path) -> subprocess.Popen:
         return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=err, start_new_session=True)
 
 
-def run_to_end(command: list[str], store: Path, log: Path) -> tuple[float, float, str]:
-    """Run to completion: (seconds in all, seconds from the first pair started to the end, summary line)."""
+def run_to_end(command: list[str], store: Path, log: Path, pairs: int) -> tuple[float, float, str]:
+    """Run to completion: (seconds in all, seconds from the first pair started to the last of ``pairs`` complete,
+    summary line)."""
     t0 = time.perf_counter()
     proc = start([*command, "--out", str(store)], log)
     wait_until_writing(proc, store, statuses(store))
     t_writing = time.perf_counter()
+    while proc.poll() is None and len(complete(store)) < pairs:
+        time.sleep(0.02)
+    t_written = time.perf_counter()
     if proc.wait() not in (0, 1):
         raise SystemExit(f"{' '.join(command)} failed (exit {proc.returncode}); see {log}")
-    end = time.perf_counter()
-    return end - t0, end - t_writing, log.read_text().strip().splitlines()[-1]
+    return time.perf_counter() - t0, t_written - t_writing, log.read_text().strip().splitlines()[-1]
 
 
 def wait_until_writing(proc: subprocess.Popen, store: Path, before: dict[str, tuple[str, str]]) -> bool:
@@ -138,7 +144,7 @@ def main() -> None:
             str(args.workers), *(["--weights", args.weights] if args.weights else [])]  # fmt: skip
 
     clean = work / "clean.zarr"
-    t_clean, t_writing, line = run_to_end(base, clean, work / "clean.log")
+    t_clean, t_writing, line = run_to_end(base, clean, work / "clean.log", len(inputs))
     n_pairs = len(complete(clean))
     print(f"clean run: {n_pairs} pairs in {t_clean:.1f} s, {t_writing:.1f} s of them writing ({line})", flush=True)
     print(f"{'kill':>4} {'round':>5} {'t (s)':>6} {'skipped':>7} {'finished':>8} {'orphaned':>8}", flush=True)
@@ -150,14 +156,10 @@ def main() -> None:
         done_before = {p for p, (s, _) in before.items() if s == "complete"}
         t0 = time.perf_counter()
         proc = start([*base, "--out", str(store)], work / "campaign.log")
-        writing = wait_until_writing(proc, store, before)
-        t_writing_started = time.perf_counter()
-        if writing:  # a random moment of the writing phase (the wait ends early when the run finishes)
+        if wait_until_writing(proc, store, before):  # a random moment of this run's share of the writing phase
             with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=rng.uniform(0, t_writing))
+                proc.wait(timeout=rng.uniform(0, t_writing * (n_pairs - len(done_before)) / n_pairs))
         if proc.poll() is not None:  # the run finished before the kill: the round is over
-            if writing and not done_before:  # a whole run's writing phase: the kill window follows the load
-                t_writing = min(t_writing, time.perf_counter() - t_writing_started)
             rounds.append(round_summary(round_no, store, clean, len(kills), skipped=len(done_before)))
             round_no += 1
             store = work / f"round{round_no}.zarr"
@@ -175,7 +177,7 @@ def main() -> None:
         print(f"{record['kill']:>4} {round_no:>5} {record['seconds']:>6.1f} {record['skipped']:>7} "
               f"{record['finished_before_kill']:>8} {record['orphaned_running']:>8}", flush=True)  # fmt: skip
     skipped_final = len(complete(store))
-    _, _, line = run_to_end(base, store, work / "campaign.log")
+    _, _, line = run_to_end(base, store, work / "campaign.log", n_pairs)
     print(f"final run after kill {len(kills)}: {line}")
     rounds.append(round_summary(round_no, store, clean, len(kills), skipped=skipped_final))
 
