@@ -24,10 +24,12 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from odisr.resources import shipped_folder
+
 __all__ = ["PRESETS_DIR", "ConfigError", "UpscaleConfig", "load_config", "presets"]
 
-#: The preset files shipped in the source tree.
-PRESETS_DIR = Path(__file__).resolve().parents[1] / "configs"
+#: The preset files: ``configs/`` of the checkout, or its copy inside the installed package.
+PRESETS_DIR = shipped_folder("configs")
 
 _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 

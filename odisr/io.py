@@ -130,20 +130,35 @@ def _open_checked(data: bytes, label: str) -> Image.Image:
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         try:
             im = Image.open(io.BytesIO(data))
-            size = im.size
-        except Image.DecompressionBombError:
-            size = None
+            claim = f"{im.size[0]}×{im.size[1]} pixels"
+        except Image.DecompressionBombError as err:  # Pillow's own guard, at twice its limit: its message has the size
+            im, claim = None, f"its header claims more pixels ({err})"
         except Image.UnidentifiedImageError as err:
-            raise ImageReadError(
-                f"{label}: not a PNG, JPEG, TIFF or WebP image, or its header is corrupt"
-            ) from err
-    if size is None or size[0] * size[1] > MAX_PIXELS:
-        shape = "" if size is None else f"{size[0]}×{size[1]} pixels "
+            raise ImageReadError(f"{label}: {_unidentified(data)}") from err
+    if im is None or im.size[0] * im.size[1] > MAX_PIXELS:  # checked on the header: no pixel is allocated
         raise ImageReadError(
-            f"{label}: {shape}exceeds odisr.io.MAX_PIXELS = {MAX_PIXELS:,} (twice a 16384×8192 panorama); "
+            f"{label}: {claim} exceeds odisr.io.MAX_PIXELS = {MAX_PIXELS:,} (twice a 16384×8192 panorama); "
             f"split or downscale it first"
         )
     return im
+
+
+#: Leading bytes of the formats odisr reads, to say what an undecodable file claims to be.
+_SIGNATURES = {b"\x89PNG": "PNG", b"\xff\xd8": "JPEG", b"II*\0": "TIFF", b"MM\0*": "TIFF", b"GIF8": "GIF",
+               b"BM": "BMP"}  # fmt: skip
+
+
+def _unidentified(data: bytes) -> str:
+    """Why Pillow could not identify ``data``: a known format's signature with a bad header, or no image at all."""
+    fmt = next((f for magic, f in _SIGNATURES.items() if data.startswith(magic)), None)
+    if fmt is None and data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        fmt = "WebP"
+    if fmt is None:
+        return "not a PNG, JPEG, TIFF or WebP image, or its header is corrupt"
+    return (
+        f"a {fmt} file whose header is corrupt or whose sample format is not supported (e.g. floating-point "
+        f"colour); save it as 8- or 16-bit PNG/TIFF"
+    )
 
 
 def _is_deep_color(im: Image.Image) -> bool:

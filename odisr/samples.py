@@ -16,9 +16,10 @@ from functools import cache
 from pathlib import Path
 
 from odisr.download import IntegrityError, Pin, atomic_path, cache_root, fetch, file_digests
+from odisr.resources import shipped_folder
 
 ENV_DATA_DIR = "ODISR_DATA_DIR"
-MANIFEST = Path(__file__).resolve().parents[1] / "data" / "panoramas.json"
+MANIFEST = shipped_folder("data") / "panoramas.json"
 
 
 @dataclass(frozen=True)

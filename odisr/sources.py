@@ -16,8 +16,10 @@ with the reason, so the batch records them as failed like any other bad input.
 from __future__ import annotations
 
 import hashlib
+import os
 import posixpath
 import re
+import stat
 import tarfile
 import zipfile
 from collections.abc import Callable, Iterable, Iterator
@@ -28,7 +30,7 @@ from typing import Any, NamedTuple
 import fsspec
 from fsspec.core import url_to_fs
 
-IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".bmp"})
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".bmp", ".gif"})
 ZIP_SUFFIXES = (".zip",)
 TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")
 _MAGIC = re.compile(r"[*?\[]")
@@ -59,7 +61,10 @@ class FileOpener:
     storage_options: dict[str, Any] = field(default_factory=dict, hash=False)
 
     def __call__(self) -> bytes:
-        with fsspec.open(self.url, "rb", **self.storage_options) as f:
+        fs, path = url_to_fs(self.url, **self.storage_options)
+        if _is_local(fs) and not stat.S_ISREG(os.stat(path).st_mode):  # a FIFO would block the reader forever
+            raise SourceError(f"{self.url}: not a regular file (a directory, FIFO, socket or device); not read")
+        with fs.open(path, "rb") as f:
             return f.read()
 
 

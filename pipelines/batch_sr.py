@@ -31,6 +31,7 @@ import time
 import uuid
 import warnings
 from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import CancelledError
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,7 +42,7 @@ from distributed import Client, as_completed, get_worker
 import odisr
 from odisr.sources import Source, dataset_name, find_sources, slugify
 from pipelines import store as st
-from pipelines.cluster import ModelRef, get_model, inference_resources
+from pipelines.cluster import ClusterError, ModelRef, get_model, inference_resources
 
 log = logging.getLogger(__name__)
 
@@ -104,13 +105,15 @@ class ModelChoice:
 
 @dataclass(frozen=True)
 class Pair:
-    """One (image, model) unit of work."""
+    """One (image, model) unit of work. ``planned_over``: the attempt token of the pair when the driver planned it,
+    if it was complete then (None otherwise), so that the task leaves alone a pair another run completed since."""
 
     key: str
     source: str
     model: ModelChoice
     settings: Settings
     store: str
+    planned_over: str | None = None
 
     @property
     def attrs(self) -> dict[str, Any]:
@@ -288,8 +291,9 @@ def plan(job: Job, root: Any) -> tuple[list[tuple[Source, list[Pair]]], int]:
     for source in job.sources:
         pairs = []
         for model in job.models:
-            pair = Pair(source.key, source.name, model, job.settings, job.store)
             recorded = st.pair_attrs(root, source.key, model.name)
+            attempt = recorded.get("attempt") if recorded and recorded.get("status") == st.COMPLETE else None
+            pair = Pair(source.key, source.name, model, job.settings, job.store, attempt)
             run, why = (True, "--overwrite") if job.overwrite else st.resume_action(recorded, pair.attrs)
             quiet = why in ("new", "complete", "--overwrite")  # the others are redone unexpectedly: say so
             (log.info if quiet else log.warning)("%s [%s]: %s", source.name, model.name, why)
@@ -303,7 +307,12 @@ def plan(job: Job, root: Any) -> tuple[list[tuple[Source, list[Pair]]], int]:
 
 
 def run_job(job: Job, client: Client, *, progress: bool = True) -> Summary:
-    """Run ``job`` on ``client``'s cluster, recording everything in ``job.store``; returns the summary."""
+    """Run ``job`` on ``client``'s cluster, recording everything in ``job.store``; returns the summary.
+
+    Raises:
+        pipelines.cluster.ClusterError: the scheduler was lost (or cancelled the work) mid-run; what completed is
+            in the store and the run record stays unfinished, so re-running the same command resumes.
+    """
     start = time.perf_counter()
     root = st.open_store(job.store)
     index = st.record_run(root, job.command, asdict(job.settings) | {"models": [m.name for m in job.models]})
@@ -360,12 +369,29 @@ def _collect(client: Client, futures: dict[Any, Pair], summary: Summary, topic: 
         client.subscribe_topic(topic, on_event)
         try:
             for future in as_completed(list(futures)):
+                if future.cancelled():
+                    raise ClusterError(_cancelled(client, future))
                 result = _result_of(future, futures[future])
                 megapixels += _tally(summary, result, futures[future])
                 bar.advance(pairs_task)
         finally:
-            client.unsubscribe_topic(topic)
+            if client.status == "running":  # else unsubscribing would wait for the lost scheduler
+                client.unsubscribe_topic(topic)
     return megapixels
+
+
+def _cancelled(client: Client, future: Any) -> str:
+    """Why a pair's future was cancelled (by Dask: the client lost its scheduler, or the scheduler dropped it)."""
+    try:
+        future.result()
+        reason = "cancelled"
+    except CancelledError as exc:
+        reason = _one_line(exc)
+    address = getattr(client.scheduler, "address", "?")
+    return (
+        f"the Dask scheduler {address} stopped the run ({reason}); the pairs completed so far are in the store: "
+        f"start the scheduler again and re-run the same command to resume"
+    )
 
 
 def _result_of(future: Any, pair: Pair) -> PairResult:
@@ -449,6 +475,7 @@ def super_resolve(pair: Pair, decoded: Decoded, topic: str | None = None) -> Pai
         st.fail_pair(pair.store, pair.key, name, {**pair.attrs, "source_sha256": decoded.sha256}, decoded.error)
         return PairResult(pair.key, name, st.FAILED, decoded.error)
     try:
+        st.check_not_done_elsewhere(pair.store, pair.key, name, pair.planned_over, pair.attrs)
         sink = _open_sink(pair, decoded, _reporter(topic))
         results = _infer(pair, decoded.lr, sink)
         if decoded.hr is not None:

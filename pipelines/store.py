@@ -6,7 +6,8 @@ Layout (zarr v3; the contract with ``odisr report``)::
       images/<key>/             one group per input image (created by the driver, no attrs)
         <model>/                one group per (image, model), written by ONE task only; attrs: status, error,
                                 source, source_sha256, model, architecture, weights, weights_sha256, scale, ratio,
-                                mode, tile, halo, device, lr_shape, sr_shape, seconds, odisr_version, metrics, bands…
+                                mode, tile, halo, device, lr_shape, sr_shape, seconds, odisr_version, metrics, bands,
+                                sr_checksum (per-chunk digests of sr, see pipelines/checksum.py)…
           sr         (y, x, band) uint8, chunks (tile·s, tile·s, 3), zstd, written region by region
           preview    (preview_y, preview_x, band) uint8, ≤ 1024 px wide, one chunk
           attention  (window_y, window_x) float32, optional (content-aware models)
@@ -17,7 +18,9 @@ Rules that make the store safe under concurrency and kills (see specs/ERP_DASK_Z
   (image, model) group writes it; root attrs are written only by the driver.
 * ``status: "complete"`` is written last, after every chunk: a chunk file's presence proves nothing (chunks equal
   to the fill value are never written), the marker does.
-* A pair that is not complete is redone from scratch: its group is deleted and recreated (:func:`begin_pair`).
+* A pair that is not complete is redone from scratch: its group is deleted and recreated (:func:`begin_pair`),
+  unless another run completed it since this run planned it (:func:`check_not_done_elsewhere`: two drivers on one
+  store).
 * Each attempt stamps a fresh ``attempt`` token; a writer whose token is no longer the group's (an orphaned task of
   a killed driver still running on a cluster) stops instead of mixing its chunks into the new attempt
   (:class:`RegionSink`).
@@ -28,7 +31,9 @@ The preview and attention arrays have their own dimension names so that ``xarray
 
 from __future__ import annotations
 
+import errno
 import math
+import time
 import uuid
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
@@ -39,6 +44,7 @@ import zarr
 from zarr.codecs import ZstdCodec
 
 import odisr
+from pipelines.checksum import ChunkDigests
 
 SR, PREVIEW, ATTENTION = "sr", "preview", "attention"
 RUNNING, COMPLETE, FAILED = "running", "complete", "failed"
@@ -130,14 +136,52 @@ def resume_action(recorded: Mapping[str, Any] | None, wanted: Mapping[str, Any])
 # ---------------------------------------------------------------------------------------------------- pair (task)
 
 
+def check_not_done_elsewhere(
+    store: str, key: str, model: str, planned_over: str | None, wanted: Mapping[str, Any]
+) -> None:
+    """Raise :class:`Superseded` when another run has completed the pair, with the config ``wanted``, since this
+    run planned it: redoing it would only destroy a finished result.
+
+    ``planned_over`` is the attempt token of the pair when the driver planned it *if it was complete then* (a
+    complete pair redone on purpose: ``--overwrite`` or a changed config), else None.
+    """
+    try:
+        attrs = dict(zarr.open_group(store, path=pair_path(key, model), mode="r").attrs)
+    except (FileNotFoundError, KeyError, zarr.errors.GroupNotFoundError):
+        return
+    if attrs.get("status") == COMPLETE and attrs.get("attempt") != planned_over and not resume_action(attrs, wanted)[0]:
+        raise Superseded(f"{pair_path(key, model)}: completed by another run meanwhile; left as it is")
+
+
 def begin_pair(store: str, key: str, model: str, attrs: Mapping[str, Any]) -> zarr.Group:
     """Delete and recreate the (image, model) group with ``attrs``, ``status: running`` and a new attempt token."""
-    return zarr.create_group(
-        store,
-        path=pair_path(key, model),
-        overwrite=True,
-        attributes={**attrs, "status": RUNNING, "attempt": uuid.uuid4().hex},
-    )
+    return _recreate(store, key, model, {**attrs, "status": RUNNING, "attempt": uuid.uuid4().hex})
+
+
+_RECREATE_TRIES = 5
+
+
+def _recreate(store: str, key: str, model: str, attributes: Mapping[str, Any]) -> zarr.Group:
+    """Replace the pair's group by an empty one holding ``attributes`` (which carry a new attempt token).
+
+    A writer of the old attempt may still be running (another driver's task, or an orphan of a killed one): the new
+    token is first written into the existing group, so that writer stops at its next region (:class:`Superseded`),
+    then the group is deleted and created anew. A chunk it was writing meanwhile can refill a folder being deleted
+    (``ENOTEMPTY`` on a local store): the deletion is tried again.
+    """
+    path = pair_path(key, model)
+    try:
+        zarr.open_group(store, path=path, mode="r+").attrs.put(dict(attributes))
+    except (FileNotFoundError, KeyError, zarr.errors.GroupNotFoundError, zarr.errors.ContainsArrayError):
+        pass  # no group yet
+    for _ in range(_RECREATE_TRIES - 1):
+        try:
+            return zarr.create_group(store, path=path, overwrite=True, attributes=dict(attributes))
+        except OSError as exc:
+            if exc.errno != errno.ENOTEMPTY:
+                raise
+            time.sleep(0.05)
+    return zarr.create_group(store, path=path, overwrite=True, attributes=dict(attributes))  # the last try
 
 
 def create_sr(group: zarr.Group, shape: tuple[int, int], chunk: int, dtype: Any = np.uint8) -> zarr.Array:
@@ -158,23 +202,29 @@ class RegionSink:
     """``sink[y0:y1, x0:x1, :] = block`` target for the engine: writes into the Zarr array after checking that this
     writer's attempt still owns the group (else :class:`Superseded`), then reports the written pixels.
 
-    ``on_write(pixels)`` is called after each region (e.g. to send progress to the driver).
+    ``on_write(pixels)`` is called after each region (e.g. to send progress to the driver). ``digests`` collects
+    the chunk digests of every block written (the ``sr_checksum`` recorded by :func:`complete_pair`).
     """
 
     def __init__(self, group: zarr.Group, array: zarr.Array, on_write: Callable[[int], None] | None = None):
         self.group, self.array, self.on_write = group, array, on_write
         self.attempt = group.attrs["attempt"]
         self.shape, self.dtype, self.ndim = array.shape, array.dtype, array.ndim
+        self.digests = ChunkDigests(array.shape, array.chunks, array.dtype)
 
     def __setitem__(self, region: Any, block: np.ndarray) -> None:
         self.check_owner()
         self.array[region] = block
+        self.digests.add(region, block)
         if self.on_write is not None:
             self.on_write(int(np.prod(np.shape(block)[:2])))
 
     def check_owner(self) -> None:
         """Raise :class:`Superseded` when another attempt has recreated the group since this one began."""
-        current = zarr.open_group(self.group.store, path=self.group.path, mode="r").attrs.get("attempt")
+        try:
+            current = zarr.open_group(self.group.store, path=self.group.path, mode="r").attrs.get("attempt")
+        except (FileNotFoundError, KeyError, zarr.errors.GroupNotFoundError):
+            current = None  # being deleted and recreated by a newer attempt
         if current != self.attempt:
             raise Superseded(f"{self.group.path}: taken over by a newer attempt; this writer stops")
 
@@ -213,16 +263,16 @@ def _write_whole(group: zarr.Group, name: str, data: np.ndarray, dims: list[str]
 
 
 def complete_pair(sink: RegionSink, results: Mapping[str, Any]) -> None:
-    """Write the results and ``status: complete`` in one attrs update — call it after every array is written.
+    """Write the results, the ``sr_checksum`` of the blocks written and ``status: complete`` in one attrs update —
+    call it after every array is written.
 
     Raises:
         Superseded: the group was recreated by a newer attempt meanwhile (nothing is written).
     """
     sink.check_owner()
-    sink.group.attrs.update({**results, "status": COMPLETE})
+    sink.group.attrs.update({**results, "sr_checksum": sink.digests.record(), "status": COMPLETE})
 
 
 def fail_pair(store: str, key: str, model: str, attrs: Mapping[str, Any], error: str) -> None:
     """Record a failed (image, model) pair: a fresh group holding ``attrs``, ``status: failed`` and ``error``."""
-    attributes = {**attrs, "status": FAILED, "error": error, "attempt": uuid.uuid4().hex}
-    zarr.create_group(store, path=pair_path(key, model), overwrite=True, attributes=attributes)
+    _recreate(store, key, model, {**attrs, "status": FAILED, "error": error, "attempt": uuid.uuid4().hex})

@@ -176,6 +176,17 @@ def test_unsupported_sample_format() -> None:
         read_image(buffer.getvalue(), name="float.tif")
 
 
+def test_a_known_signature_with_an_unreadable_body_says_which_format() -> None:
+    tiff = io.BytesIO()
+    import tifffile
+
+    tifffile.imwrite(tiff, np.full((4, 8, 3), np.nan, np.float32), photometric="rgb")  # float RGB: Pillow cannot
+    with pytest.raises(ImageReadError, match=r"f\.tif: a TIFF file whose header is corrupt or whose sample format"):
+        read_image(tiff.getvalue(), name="f.tif")
+    with pytest.raises(ImageReadError, match=r"t\.png: not a PNG, JPEG, TIFF or WebP image"):
+        read_image(b"plain text", name="t.png")
+
+
 def _png_header(width: int, height: int) -> bytes:
     """A PNG whose header claims ``width × height`` RGB pixels (no pixel data): Pillow opens it lazily."""
     def chunk(kind: bytes, data: bytes) -> bytes:
@@ -190,6 +201,8 @@ def test_decompression_bomb_guard(monkeypatch: pytest.MonkeyPatch) -> None:
     for width, height in [(24000, 12000), (60000, 30000)]:  # above MAX_PIXELS, and above Pillow's hard limit
         with pytest.raises(ImageReadError, match=r"huge\.png: .*exceeds odisr\.io\.MAX_PIXELS"):
             read_image(_png_header(width, height), name="huge.png")
+    with pytest.raises(ImageReadError, match=r"huge\.png: its header claims more pixels \(Image size \(5000000000"):
+        read_image(_png_header(100_000, 50_000), name="huge.png")  # refused from the header: 15 GB never allocated
     monkeypatch.setattr(oio, "MAX_PIXELS", 59)
     with pytest.raises(ImageReadError, match="6×10 pixels|10×6 pixels"):
         read_image(_png_bytes(RGB8))

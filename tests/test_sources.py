@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import pickle
 import tarfile
 import zipfile
@@ -182,3 +183,16 @@ def test_sources_pickle_for_the_workers(tmp_path):
         assert clone.key == source.key and clone.name == source.name
         if "../" not in source.name:
             assert clone.open() == source.open()
+
+
+def test_paths_that_are_not_regular_files_fail_when_read_and_never_block(tmp_path):
+    os.mkfifo(tmp_path / "fifo.png")  # opening a FIFO for reading would wait forever for a writer
+    (tmp_path / "loop.png").symlink_to("loop.png")
+    (tmp_path / "dir.png").symlink_to(".")
+    found = by_key(find_sources([tmp_path]))
+    with pytest.raises(SourceError, match=r"fifo\.png: not a regular file"):
+        found["fifo"].open()
+    with pytest.raises(OSError, match=r"loop\.png"):
+        found["loop"].open()
+    with pytest.raises(SourceError, match=r"dir\.png: not a regular file"):
+        found["dir"].open()

@@ -5,6 +5,8 @@ Budget: < 10 s (real Zarr stores on disk, small arrays).
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pytest
 import xarray as xr
@@ -77,6 +79,17 @@ def test_recreating_a_pair_deletes_old_chunks_and_stops_the_old_writer(tmp_path,
     with pytest.raises(st.Superseded):
         st.complete_pair(old_sink, {})
     assert new_sr[...].max() == 0 and st.pair_attrs(root, "pano", "m")["status"] == st.RUNNING
+
+
+def test_a_writer_whose_group_is_being_deleted_stops(tmp_path, root):
+    path = str(tmp_path / "s.zarr")
+    old = st.begin_pair(path, "pano", "m", WANTED)
+    old_sink = st.RegionSink(old, st.create_sr(old, (64, 128), 64))
+    shutil.rmtree(tmp_path / "s.zarr" / "images" / "pano" / "m")  # a newer attempt is deleting the group right now
+    with pytest.raises(st.Superseded):
+        old_sink[0:64, 0:64, :] = np.full((64, 64, 3), 7, np.uint8)
+    new = st.begin_pair(path, "pano", "m", WANTED)  # a group holding an old attempt: its writer is stopped first
+    assert new.attrs["status"] == st.RUNNING and new.attrs["attempt"] != old.attrs["attempt"]
 
 
 def test_fail_pair_records_the_reason(tmp_path, root):

@@ -2,7 +2,8 @@
 panoramas: degrade, super-resolve, score) — both run as one Dask graph (:mod:`pipelines.batch_sr`).
 
 Exit codes: 0 all done, 1 some images failed (recorded in the store and listed), 2 nothing was done because of a
-bad command line, config, model, weights file, input path, store or cluster.
+bad command line, config, model, weights file, input path, store or cluster, 3 the cluster was lost mid-run (what
+completed is in the store; re-run the same command to resume).
 """
 
 from __future__ import annotations
@@ -169,9 +170,9 @@ def _setup_errors(console: Console) -> Iterator[None]:
         _fail(console, str(exc.args[0]) if exc.args else repr(exc))
 
 
-def _fail(console: Console, message: str) -> NoReturn:
+def _fail(console: Console, message: str, code: int = 2) -> NoReturn:
     console.print(f"[bold red]error:[/] {message}", highlight=False)
-    raise typer.Exit(2)
+    raise typer.Exit(code)
 
 
 def _config(path: str | None, **overrides: Any) -> Any:
@@ -262,7 +263,11 @@ def _execute(
         )  # fmt: skip
         command = shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]])
         job = Job(sources, out, choices, settings, command, overwrite, lr_sources)
-        summary = run_job(job, client, progress=console.is_terminal)
+        try:
+            summary = run_job(job, client, progress=console.is_terminal)
+        except cl.ClusterError as exc:  # the scheduler went away mid-run
+            logging.getLogger("distributed").setLevel(logging.CRITICAL)  # not its reconnect tracebacks on close
+            _fail(console, str(exc), code=3)
     for source, model, error in summary.failures:
         console.print(f"[red]failed[/] {escape(f'{source} [{model}]: {error}')}", highlight=False)
     console.print(f"odisr: {summary.line()}", highlight=False)
