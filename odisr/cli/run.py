@@ -283,9 +283,9 @@ def _finish(console: Console, out: str, report: Path | None, dashboard: str, *, 
     """The last lines of a run: the Dask dashboard's URL and the report (written now with ``--report``, else the
     command that writes it)."""
     console.print(f"Dask dashboard: {dashboard}" + (" (local cluster, closed with the run)" if local else ""),
-                  highlight=False)  # fmt: skip
+                  highlight=False, soft_wrap=True)  # fmt: skip
     if report is None:
-        console.print(f"report: odisr report {shlex.quote(out)} --html report.html", highlight=False)
+        console.print(f"report: odisr report {shlex.quote(out)} --html report.html", highlight=False, soft_wrap=True)
         return
     from odisr.report import NotAStoreError, files_dir, write_report
 
@@ -294,7 +294,7 @@ def _finish(console: Console, out: str, report: Path | None, dashboard: str, *, 
     except (NotAStoreError, OSError) as exc:  # the run itself is recorded; only the report is missing
         console.print(f"[red]report not written:[/] {escape(str(exc))}", highlight=False)
         return
-    console.print(f"report: {report} (previews in {files_dir(report)})", highlight=False)
+    console.print(f"report: {report} (previews in {files_dir(report)})", highlight=False, soft_wrap=True)
 
 
 def _local_cuda() -> bool:
