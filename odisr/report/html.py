@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import posixpath
 from collections.abc import Sequence
 from html import escape
 from string import Template
@@ -219,7 +220,9 @@ def _routing(report: StoreReport, limit: int) -> str:
 
 def _tile(r: ImageRow, gallery: Gallery) -> str:
     """One gallery entry: the thumbnail linking to the full preview, or the reason there is none."""
-    caption = f"<figcaption>{escape(r.label)}<br><span class=\"note\">{escape(r.model)}</span></figcaption>"
+    name = posixpath.basename(r.label.rstrip("/")) or r.label
+    caption = (f"<figcaption title=\"{escape(r.label)}\">{escape(name)}<br>"
+               f"<span class=\"note\">{escape(r.model)}</span></figcaption>")
     files = gallery.files.get((r.image, r.model))
     if files is not None:
         alt = escape(f"{r.label} — {r.model}")
