@@ -97,11 +97,11 @@ def test_random_init_scores_vary_with_the_panorama_but_routing_is_per_block(shar
     np.testing.assert_allclose(maps.scores, scores, atol=1e-6)
     score = maps.score()
     # the score map varies across the panorama, following its content...
-    assert len(np.unique(score)) > 100 and score.std() > 1e-4
-    assert abs(np.corrcoef(score.ravel(), _detail(lr).ravel())[0, 1]) > 0.2
+    assert len(np.unique(score)) > 100 and np.ptp(score) > 2e-4  # measured: 126 of 128 windows distinct, 7.8e-4
+    assert abs(np.corrcoef(score.ravel(), _detail(lr).ravel())[0, 1]) > 0.2  # measured 0.34
     # ...but only by thousandths: every block gives all windows practically the same probability
     stats = maps.stats()
-    assert max(stats.score_std) < 0.01 < max(stats.score_mean) - min(stats.score_mean)
+    assert max(stats.score_std) < 0.01 < max(stats.score_mean) - min(stats.score_mean)  # measured σ ≤ 0.0014
     assert set(stats.kept) <= {0.0, 1.0} or max(min(k, 1 - k) for k in stats.kept) < 0.05
     assert not granularity([stats]).per_window
 
