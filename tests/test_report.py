@@ -365,7 +365,8 @@ def test_run_records_old_and_new() -> None:
     assert finished.index == 4 and finished.output_megapixels == 14.5 and finished.warmup_seconds == 4.25
     table = run_table([first, interrupted, finished])
     rows = [dict(zip(table.headers, row)) for row in table.cells]
-    assert rows[0]["output Mpx"] == "25.00" and rows[0]["workers"] == "—" and rows[0]["finished"] == "2026-01-01 00:01:40"
+    assert rows[0]["output Mpx"] == "25.00" and rows[0]["workers"] == "—"
+    assert rows[0]["finished"] == "2026-01-01 00:01:40"
     assert rows[1]["finished"] == "not finished" and rows[1]["done"] == "—"
     assert rows[2]["warm-up (s)"] == "4.2" and rows[2]["workers"] == "1 (1 thread)" and rows[2]["Mpx/s"] == "0.500"
 
