@@ -401,3 +401,16 @@ def test_gallery_reuses_files_and_removes_stale_ones(store: Path, tmp_path: Path
         del zarr.open_group(str(store), mode="r+")["images/lake/" + CAMIXER].attrs["attempt"]
     assert (third.written, third.reused, third.removed) == (1, 3, 1)
     assert "0123456789ab" in third.files[("lake", CAMIXER)].full
+
+
+def test_gallery_worker_processes_write_the_same_files(store: Path, tmp_path: Path, monkeypatch) -> None:
+    from odisr.report import gallery
+
+    report = collect(store)
+    alone = gallery.write_gallery(report, tmp_path / "a_files", workers=1)
+    monkeypatch.setattr(gallery, "PARALLEL_FROM", 2)  # 4 previews: enough for the process pool
+    pooled = gallery.write_gallery(report, tmp_path / "b_files", workers=2)
+    assert pooled.written == alone.written == 4 and not pooled.errors
+    for key, files in alone.files.items():
+        other = pooled.files[key]
+        assert (tmp_path / files.full).read_bytes() == (tmp_path / other.full).read_bytes()
