@@ -42,7 +42,7 @@ from distributed import Client, as_completed, get_worker
 import odisr
 from odisr.sources import Source, dataset_name, find_sources, slugify
 from pipelines import store as st
-from pipelines.cluster import ClusterError, ModelRef, get_model, inference_resources
+from pipelines.cluster import ClusterError, ModelRef, describe, get_model, inference_resources
 
 log = logging.getLogger(__name__)
 
@@ -315,7 +315,8 @@ def run_job(job: Job, client: Client, *, progress: bool = True) -> Summary:
     """
     start = time.perf_counter()
     root = st.open_store(job.store)
-    index = st.record_run(root, job.command, asdict(job.settings) | {"models": [m.name for m in job.models]})
+    config = asdict(job.settings) | {"models": [m.name for m in job.models]}
+    index = st.record_run(root, job.command, config, device=job.settings.device, **describe(client))
     todo, skipped = plan(job, root)
     for source, _ in todo:
         root.require_group(f"images/{source.key}")
@@ -497,23 +498,27 @@ def _open_sink(pair: Pair, decoded: Decoded, report: Callable[[dict[str, int]], 
 
 
 def _infer(pair: Pair, lr: np.ndarray, sink: st.RegionSink) -> dict[str, Any]:
-    """Stream the SR of ``lr`` into ``sink``, then write the preview (and attention map); returns ``{"seconds"}``."""
+    """Stream the SR of ``lr`` into ``sink``, then write the preview (and, for content-aware models, the attention
+    maps); returns ``{"seconds"}`` (and ``routing``: per-block statistics, see :mod:`odisr.routing`)."""
     from odisr.inference import upscale
+    from odisr.routing import RoutingMaps
 
     settings, window = pair.settings, pair.model.window_size
     model = get_model(pair.model.ref(settings.device))
     windows = (-(-lr.shape[0] // window), -(-lr.shape[1] // window))
-    attention = np.zeros(windows, np.float32) if pair.model.content_aware else None
+    routing = RoutingMaps(windows) if pair.model.content_aware else None
     start = time.perf_counter()
     upscale(
         lr, model, mode=settings.mode, tile=settings.tile, halo=settings.halo, device=settings.device,
-        batch_size=settings.batch_size, amp=settings.amp, sink=sink, attention=attention,
+        batch_size=settings.batch_size, amp=settings.amp, sink=sink, routing=routing,
     )  # fmt: skip
     seconds = time.perf_counter() - start
     st.write_preview(sink.group, sink.array)
-    if attention is not None:
-        st.write_attention(sink.group, attention)
-    return {"seconds": seconds}
+    if routing is None or not routing.filled:
+        return {"seconds": seconds}
+    st.write_attention(sink.group, routing.fraction())
+    st.write_attention_score(sink.group, routing.score())
+    return {"seconds": seconds, "routing": routing.stats().to_attrs()}
 
 
 def _reporter(topic: str | None) -> Callable[[dict[str, int]], None]:

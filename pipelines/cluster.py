@@ -205,6 +205,18 @@ def resolve_device(client: Client, device: str) -> str:
     return device
 
 
+def describe(client: Client) -> dict[str, int | str]:
+    """What a run record says about the cluster: ``workers`` (processes), ``threads`` (in all), ``scheduler`` (its
+    address, or ``local`` for a cluster this process started) and ``dashboard`` (the Dask dashboard's URL)."""
+    workers = client.scheduler_info(n_workers=-1)["workers"].values()
+    return {
+        "workers": len(workers),
+        "threads": sum(int(w.get("nthreads", 0)) for w in workers),
+        "scheduler": "local" if client.cluster is not None else str(client.scheduler.address),
+        "dashboard": str(client.dashboard_link),
+    }
+
+
 def inference_resources(device: str) -> dict[str, int] | None:
     """Dask resources an inference task on ``device`` asks for (one GPU on CUDA)."""
     return {GPU: 1} if device.startswith("cuda") else None

@@ -2,15 +2,20 @@
 
 Layout (zarr v3; the contract with ``odisr report``)::
 
-    STORE.zarr/                 attrs {odisr_version, created, runs: [{command, config, started, finished, summary}]}
+    STORE.zarr/                 attrs {odisr_version, created, runs: [{command, config, started, finished, summary,
+                                device, workers, threads, scheduler, dashboard}]}
       images/<key>/             one group per input image (created by the driver, no attrs)
         <model>/                one group per (image, model), written by ONE task only; attrs: status, error,
                                 source, source_sha256, model, architecture, weights, weights_sha256, scale, ratio,
                                 mode, tile, halo, device, lr_shape, sr_shape, seconds, odisr_version, metrics, bands,
-                                sr_checksum (per-chunk digests of sr, see pipelines/checksum.py)…
+                                sr_checksum (per-chunk digests of sr, see pipelines/checksum.py),
+                                routing (content-aware models: per-block score mean/std and kept share)…
           sr         (y, x, band) uint8, chunks (tile·s, tile·s, 3), zstd, written region by region
           preview    (preview_y, preview_x, band) uint8, ≤ 1024 px wide, one chunk
-          attention  (window_y, window_x) float32, optional (content-aware models)
+          attention  (window_y, window_x) float32, optional (content-aware models): share of blocks routing the
+                     window to attention
+          attention_score  (window_y, window_x) float32, optional: the predictor's attention probability of the
+                     window, mean over blocks (see odisr.routing)
 
 Rules that make the store safe under concurrency and kills (see specs/ERP_DASK_ZARR.md):
 
@@ -46,7 +51,7 @@ from zarr.codecs import ZstdCodec
 import odisr
 from pipelines.checksum import ChunkDigests
 
-SR, PREVIEW, ATTENTION = "sr", "preview", "attention"
+SR, PREVIEW, ATTENTION, ATTENTION_SCORE = "sr", "preview", "attention", "attention_score"
 RUNNING, COMPLETE, FAILED = "running", "complete", "failed"
 PREVIEW_MAX_WIDTH = 1024
 COMPRESSOR = ZstdCodec(level=3)
@@ -88,10 +93,27 @@ def open_store(path: str, *, create: bool = True) -> zarr.Group:
     return root
 
 
-def record_run(root: zarr.Group, command: str, config: Mapping[str, Any]) -> int:
-    """Append a run record (``finished`` and ``summary`` still None) and return its index."""
+def record_run(
+    root: zarr.Group,
+    command: str,
+    config: Mapping[str, Any],
+    *,
+    device: str | None = None,
+    workers: int | None = None,
+    threads: int | None = None,
+    scheduler: str | None = None,
+    dashboard: str | None = None,
+) -> int:
+    """Append a run record (``finished`` and ``summary`` still None) and return its index.
+
+    ``device``: where inference runs (``cpu``, ``cuda``); ``workers``/``threads``: the Dask worker processes and
+    their threads in all when the run started; ``scheduler``: the scheduler's address, ``local`` for a cluster the
+    run started itself; ``dashboard``: the Dask dashboard's URL.
+    """
     runs = list(root.attrs.get("runs", []))
-    runs.append({"command": command, "config": dict(config), "started": now(), "finished": None, "summary": None})
+    cluster = {"device": device, "workers": workers, "threads": threads, "scheduler": scheduler, "dashboard": dashboard}
+    runs.append({"command": command, "config": dict(config), "started": now(), "finished": None, "summary": None,
+                 **cluster})  # fmt: skip
     root.attrs["runs"] = runs
     return len(runs) - 1
 
@@ -251,6 +273,12 @@ def write_preview(group: zarr.Group, sr: zarr.Array, max_width: int = PREVIEW_MA
 def write_attention(group: zarr.Group, attention: np.ndarray) -> zarr.Array:
     """``attention``: per LR window, the fraction of CAMixer blocks that routed it to attention, float32 in [0, 1]."""
     return _write_whole(group, ATTENTION, attention.astype(np.float32), ["window_y", "window_x"])
+
+
+def write_attention_score(group: zarr.Group, score: np.ndarray) -> zarr.Array:
+    """``attention_score``: per LR window, CAMixer's predicted attention probability (mean over blocks), float32
+    in [0, 1] (see :mod:`odisr.routing`)."""
+    return _write_whole(group, ATTENTION_SCORE, score.astype(np.float32), ["window_y", "window_x"])
 
 
 def _write_whole(group: zarr.Group, name: str, data: np.ndarray, dims: list[str]) -> zarr.Array:

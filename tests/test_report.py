@@ -223,10 +223,11 @@ def _embedded_pngs(page: str) -> list[Image.Image]:
 
 def test_html_is_self_contained_with_plots_and_escaped_names(store: Path) -> None:
     page = render_html(collect(store))
-    # band plot + per-image bars + one attention overlay; nothing fetched from elsewhere
+    # band plot + per-image bars + one attention overlay; nothing fetched from elsewhere, one inline script (pager)
     assert page.count(IMG_TAG) == 3
     assert all(im.format == "PNG" and im.width > 200 for im in _embedded_pngs(page))
-    assert "http://" not in page and "https://" not in page and "<script" not in page
+    assert "http://" not in page and "https://" not in page
+    assert page.count("<script") == 1 and "<script>\n" in page and "src=" not in page.split("<script>")[1]
     assert "panos/&lt;b&gt;lake&lt;/b&gt; &amp; &quot;sky&quot; &#x27;1&#x27;.png" in page
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
     assert "<b>lake</b>" not in page
@@ -310,5 +311,106 @@ def test_cli_not_a_store_exit_1(tmp_path: Path) -> None:
 
 
 def test_cli_unwritable_output_exit_1(store: Path, tmp_path: Path) -> None:
-    result = _odisr("report", str(store), "--csv", str(tmp_path / "no" / "such" / "dir.csv"))
+    (tmp_path / "file.txt").write_text("not a folder")
+    result = _odisr("report", str(store), "--csv", str(tmp_path / "file.txt" / "rows.csv"))
     assert result.exit_code == 1 and "cannot write the report" in result.output
+
+
+def test_cli_creates_missing_output_folders(store: Path, tmp_path: Path) -> None:
+    html, csv_path = tmp_path / "out" / "report.html", tmp_path / "tables" / "rows.csv"
+    result = _odisr("report", str(store), "--html", str(html), "--csv", str(csv_path))
+    assert result.exit_code == 0, result.output
+    assert html.is_file() and csv_path.is_file()
+    previews = sorted(p.name for p in (tmp_path / "out" / "report_files" / "previews").iterdir())
+    assert len(previews) == 4 and all(p.endswith(".jpg") for p in previews)  # the 4 complete results
+
+
+# --- run stores -------------------------------------------------------------------------------------------------
+
+
+def test_tables_leave_out_columns_empty_in_every_row(tmp_path: Path) -> None:
+    """A store filled by `odisr run` (no references): no metric columns, sizes and seconds instead."""
+    from odisr.report.tables import aggregate_table, comparison_table, image_table
+
+    root = _new_store(tmp_path / "run.zarr")
+    _task(root, "lake", BICUBIC, {"status": "complete", "seconds": 0.5, "lr_shape": [16, 32], "sr_shape": [64, 128],
+                                  "params": 0})  # fmt: skip
+    _task(root, "bad", BICUBIC, {"status": "failed", "error": "NotERPError: 200×128 is not 2:1"})
+    report = collect(tmp_path / "run.zarr")
+    table = image_table(report.rows)
+    assert table.headers == ("image", "model", "status", "input (px)", "output (px)", "s")
+    assert table.cells[1][3:] == ("32×16", "128×64", "0.50")
+    summaries = summarize(report.rows)
+    assert aggregate_table(summaries).headers == ("model", "images", "failed", "incomplete")
+    assert comparison_table(summaries).headers == ("model", "scale", "params", "s / image")
+    page = render_html(report)
+    assert "Plots" not in page and "WS-PSNR" not in page and "NotERPError: 200×128 is not 2:1" in page
+
+
+def test_run_records_old_and_new() -> None:
+    from odisr.report.runs import run_records
+    from odisr.report.tables import run_table
+
+    old = {"command": "odisr run a/", "config": {"device": "cpu"}, "started": "2026-01-01T00:00:00+00:00",
+           "finished": "2026-01-01T00:01:40+00:00",
+           "summary": {"done": 4, "failed": 0, "skipped": 0, "seconds": 100.0, "megapixels_per_s": 0.25}}
+    new = {"command": "odisr run a/ --report r.html", "config": {}, "started": "2026-01-02T00:00:00+00:00",
+           "finished": None, "summary": None, "device": "cuda", "workers": 1, "threads": 1, "scheduler": "local"}
+    done = {**new, "finished": "2026-01-02T00:00:30+00:00",
+            "summary": {"done": 2, "failed": 1, "skipped": 4, "seconds": 30.0, "megapixels_per_s": 0.5,
+                        "warmup_seconds": 4.25, "output_megapixels": 14.5}}  # fmt: skip
+    first, interrupted, finished = run_records([old, new, "garbage", done])
+    assert first.output_megapixels == pytest.approx(25.0) and first.device == "cpu" and first.workers is None
+    assert not interrupted.complete and interrupted.done is None
+    assert finished.index == 4 and finished.output_megapixels == 14.5 and finished.warmup_seconds == 4.25
+    table = run_table([first, interrupted, finished])
+    rows = [dict(zip(table.headers, row)) for row in table.cells]
+    assert rows[0]["output Mpx"] == "25.00" and rows[0]["workers"] == "—"
+    assert rows[0]["finished"] == "2026-01-01 00:01:40"
+    assert rows[1]["finished"] == "not finished" and rows[1]["done"] == "—"
+    assert rows[2]["warm-up (s)"] == "4.2" and rows[2]["workers"] == "1 (1 thread)" and rows[2]["Mpx/s"] == "0.500"
+
+
+def test_collect_reads_what_zarr_reads(store: Path) -> None:
+    """The concurrent reader finds the same groups, attrs and arrays as zarr's own walk of the store."""
+    report = collect(store)
+    walked = {}
+    for name, node in zarr.open_group(str(store), mode="r")["images"].members(max_depth=2):
+        parts = name.split("/")
+        if len(parts) == 2 and isinstance(node, zarr.Group):
+            walked[tuple(parts)] = (node.attrs.get("status"), set(node.array_keys()))
+    assert {(r.image, r.model): (r.status, set(r.arrays)) for r in report.rows} == walked
+
+
+def test_gallery_reuses_files_and_removes_stale_ones(store: Path, tmp_path: Path) -> None:
+    from odisr.report import write_gallery
+
+    report = collect(store)
+    first = write_gallery(report, tmp_path / "r_files")
+    assert (first.written, first.reused, first.removed) == (4, 0, 0) and not first.errors
+    files = first.files[("lake", CAMIXER)]
+    assert files.thumb == files.full and files.full.startswith("r_files/previews/")  # 64 px: its own thumbnail
+    assert Image.open(tmp_path / files.full).size == (64, 32)
+    again = write_gallery(report, tmp_path / "r_files")
+    assert (again.written, again.reused, again.removed) == (0, 4, 0) and again.full_bytes == first.full_bytes
+    # the result is recomputed (new attempt): its file is remade, the old one deleted
+    zarr.open_group(str(store), mode="r+")["images/lake/" + CAMIXER].attrs["attempt"] = "0123456789abcdef"
+    try:
+        third = write_gallery(collect(store), tmp_path / "r_files")
+    finally:
+        del zarr.open_group(str(store), mode="r+")["images/lake/" + CAMIXER].attrs["attempt"]
+    assert (third.written, third.reused, third.removed) == (1, 3, 1)
+    assert "0123456789ab" in third.files[("lake", CAMIXER)].full
+
+
+def test_gallery_worker_processes_write_the_same_files(store: Path, tmp_path: Path, monkeypatch) -> None:
+    from odisr.report import gallery
+
+    report = collect(store)
+    alone = gallery.write_gallery(report, tmp_path / "a_files", workers=1)
+    monkeypatch.setattr(gallery, "PARALLEL_FROM", 2)  # 4 previews: enough for the process pool
+    pooled = gallery.write_gallery(report, tmp_path / "b_files", workers=2)
+    assert pooled.written == alone.written == 4 and not pooled.errors
+    for key, files in alone.files.items():
+        other = pooled.files[key]
+        assert (tmp_path / files.full).read_bytes() == (tmp_path / other.full).read_bytes()

@@ -55,6 +55,10 @@ Overwrite = Annotated[bool, typer.Option("--overwrite", help="Recompute pairs th
 FetchSamples = Annotated[
     bool, typer.Option("--fetch-samples", help="Add the sample panoramas (downloaded once, verified).")
 ]
+Report = Annotated[
+    Path | None,
+    typer.Option("--report", help="When the run ends, write the store's HTML report here (previews next to it)."),
+]
 
 
 @app.command("run")
@@ -74,6 +78,7 @@ def run_command(
     threads_per_worker: Threads = 1,
     overwrite: Overwrite = False,
     fetch_samples: FetchSamples = False,
+    report: Report = None,
 ) -> None:
     """Super-resolve every image found into STORE.zarr (resumable: complete images are skipped)."""
     from pipelines.batch_sr import canonical_model_name
@@ -84,8 +89,9 @@ def run_command(
         cfg = _config(config, model=model, scale=scale, ratio=ratio, tile=tile, halo=halo, device=device)
         weight_files = _weights_for([cfg.model], weights)
         sources = _sources(inputs, fetch_samples)
-    summary = _execute(console, sources, out, cfg, [cfg.model], weight_files, overwrite=overwrite,
-                       cluster=(scheduler, workers, threads_per_worker))  # fmt: skip
+    summary, dashboard = _execute(console, sources, out, cfg, [cfg.model], weight_files, overwrite=overwrite,
+                                  cluster=(scheduler, workers, threads_per_worker))  # fmt: skip
+    _finish(console, out, report, dashboard, local=scheduler is None)
     raise typer.Exit(1 if summary.failed else 0)
 
 
@@ -119,6 +125,7 @@ def evaluate_command(
     threads_per_worker: Threads = 1,
     overwrite: Overwrite = False,
     fetch_samples: FetchSamples = False,
+    report: Report = None,
 ) -> None:
     """Benchmark models on HR images: make LR, super-resolve, score (WS-PSNR, WS-SSIM, PSNR, SSIM), compare.
 
@@ -139,7 +146,7 @@ def evaluate_command(
         weight_files = _weights_for(model, weights)
         sources = _sources(inputs, fetch_samples)
         lr_sources = match_lr_dir(sources, lr_dir, scale) if lr_dir else None
-    summary = _execute(
+    summary, dashboard = _execute(
         console, sources, out, cfg, model, weight_files, overwrite=overwrite,
         cluster=(scheduler, workers, threads_per_worker), degrade="lr-dir" if lr_dir else degrade,
         lr_sources=lr_sources, dataset=dataset,
@@ -147,6 +154,7 @@ def evaluate_command(
     from odisr.cli.report import print_tables, table_console
 
     print_tables(table_console(), evaluate_tables(out, sources, lightweight=cfg.mode == "lightweight"))
+    _finish(console, out, report, dashboard, local=scheduler is None)
     raise typer.Exit(1 if summary.failed else 0)
 
 
@@ -240,8 +248,9 @@ def _execute(
     degrade: str | None = None,
     lr_sources: dict[str, Any] | None = None,
     dataset: str | None = None,
-) -> Any:
-    """Validate the models and the store, start the cluster, run the job, print and return the summary."""
+) -> tuple[Any, str]:
+    """Validate the models and the store, start the cluster, run the job, print the summary; returns it and the
+    Dask dashboard's URL."""
     from pipelines import cluster as cl
     from pipelines.batch_sr import Job, Settings, resolve_model, run_job
     from pipelines.store import open_store
@@ -254,7 +263,8 @@ def _execute(
         open_store(out)
     gpu = cfg.device != "cpu" and _local_cuda()
     with cl.connect(scheduler, n_workers=n_workers, threads_per_worker=threads, gpu=gpu) as client:
-        console.print(f"Dask dashboard: {client.dashboard_link}", highlight=False)
+        dashboard = str(client.dashboard_link)
+        console.print(f"Dask dashboard: {dashboard}", highlight=False)
         with _setup_errors(console):
             device = cl.resolve_device(client, cfg.device)
         settings = Settings(
@@ -271,7 +281,25 @@ def _execute(
     for source, model, error in summary.failures:
         console.print(f"[red]failed[/] {escape(f'{source} [{model}]: {error}')}", highlight=False)
     console.print(f"odisr: {summary.line()}", highlight=False)
-    return summary
+    return summary, dashboard
+
+
+def _finish(console: Console, out: str, report: Path | None, dashboard: str, *, local: bool) -> None:
+    """The last lines of a run: the Dask dashboard's URL and the report (written now with ``--report``, else the
+    command that writes it)."""
+    console.print(f"Dask dashboard: {dashboard}" + (" (local cluster, closed with the run)" if local else ""),
+                  highlight=False, soft_wrap=True)  # fmt: skip
+    if report is None:
+        console.print(f"report: odisr report {shlex.quote(out)} --html report.html", highlight=False, soft_wrap=True)
+        return
+    from odisr.report import NotAStoreError, files_dir, write_report
+
+    try:
+        write_report(out, html=report)
+    except (NotAStoreError, OSError) as exc:  # the run itself is recorded; only the report is missing
+        console.print(f"[red]report not written:[/] {escape(str(exc))}", highlight=False)
+        return
+    console.print(f"report: {report} (previews in {files_dir(report)})", highlight=False, soft_wrap=True)
 
 
 def _local_cuda() -> bool:

@@ -37,6 +37,7 @@ from odisr.inference.tiling import (
 from odisr.models.base import SRModel
 from odisr.models.global_stats import GlobalStats, has_global_pooling
 from odisr.resize import imresize
+from odisr.routing import RoutingMaps
 
 __all__ = ["Amp", "context_size", "resolve_device", "upscale"]
 
@@ -121,7 +122,7 @@ class _Pixels:
 @dataclass
 class _Result:
     block: np.ndarray  # SR core (s·h, s·w[, 3]) in the output dtype
-    attention: np.ndarray | None  # per core LR window: fraction of blocks that chose attention
+    routing: np.ndarray | None  # (2, n_blocks, h, w) per core LR window: each block's decision and score
 
 
 class _Runner:
@@ -192,17 +193,17 @@ class _Runner:
         shape = ((tile.y1 - tile.y0) * s, (tile.x1 - tile.x0) * s) + self.pixels.data.shape[2:]
         block = np.empty(shape, self.pixels.data.dtype)
         filled = np.zeros(shape[:2], dtype=bool)
-        attention = np.full(_windows(tile, ws), np.nan, np.float32) if self.want_attention else None
+        routing = RoutingMaps(_windows(tile, ws))
         for sub, r in self.results(self.grid.split(tile, self.max_core or self._core(tile))):
             ys = slice((sub.y0 - tile.y0) * s, (sub.y1 - tile.y0) * s)
             xs = slice((sub.x0 - tile.x0) * s, (sub.x1 - tile.x0) * s)
             block[ys, xs], filled[ys, xs] = r.block, True
-            if attention is not None and r.attention is not None:
-                wy, wx = (sub.y0 - tile.y0) // ws, (sub.x0 - tile.x0) // ws
-                attention[wy : wy + r.attention.shape[0], wx : wx + r.attention.shape[1]] = r.attention
+            if r.routing is not None:
+                routing.put((sub.y0 - tile.y0) // ws, (sub.x0 - tile.x0) // ws, r.routing)
         if not filled.all():  # cannot happen unless split() is wrong; never hand out uninitialised pixels
             raise RuntimeError(f"internal error: sub-tiles did not cover tile {tile.y0, tile.y1, tile.x0, tile.x1}")
-        return _Result(block, attention)
+        stitched = None if routing.decisions is None else np.stack((routing.decisions, routing.scores))
+        return _Result(block, stitched)
 
     def _forward(self, tiles: list[Tile]) -> list[_Result]:
         net, s = self.net, self.net.scale
@@ -223,30 +224,32 @@ class _Runner:
                 f"expected (B, 3, {h * s}, {w * s}) for scale {s}"
             )
         y = y.float()
-        fractions = self._attention_fractions()
+        maps = self._routing_maps()
         out = []
         for i, t in enumerate(tiles):
             ys, xs = t.output_slices(s)
-            attn = None if fractions is None else _core_windows(fractions[i], t, self.grid.window)
-            out.append(_Result(self.pixels.from_tensor(y[i, :, ys, xs]), attn))
+            routing = None if maps is None else _core_windows(maps[i], t, self.grid.window)
+            out.append(_Result(self.pixels.from_tensor(y[i, :, ys, xs]), routing))
         return out
 
-    def _attention_fractions(self) -> np.ndarray | None:
-        """(B, nH, nW) fraction of blocks that routed each window to attention, from ``net.routing()``."""
+    def _routing_maps(self) -> np.ndarray | None:
+        """``(B, 2, n_blocks, nH, nW)``: per block, the decision (1 = attention, from ``net.routing()``) and the
+        predictor's attention probability (``net.window_scores()``) of every window, on the unshifted grid."""
         if not self.want_attention:
             return None
-        maps = [_unshifted(r, self.grid.window) for r in self.net.routing()]  # type: ignore[operator]
-        return torch.stack(maps).mean(0).cpu().numpy()
+        window = self.grid.window
+        decisions = [_unshifted(r.selected, r.shift, window) for r in self.net.routing()]  # type: ignore[operator]
+        scores = [_unshifted(p, shift, window) for p, shift in self.net.window_scores()]  # type: ignore[operator]
+        return torch.stack((torch.stack(decisions, 1), torch.stack(scores, 1)), 1).cpu().numpy()
 
 
-def _unshifted(routing: Any, window: int) -> torch.Tensor:
-    """One block's ``(B, nH, nW)`` decisions as floats on the unshifted window grid.
+def _unshifted(values: torch.Tensor, shift: int, window: int) -> torch.Tensor:
+    """One block's ``(B, nH, nW)`` per-window values (decisions or scores) as floats on the unshifted window grid.
 
     A block with a cyclic shift (CAMixerOSR's odd blocks) decides for windows offset by ``shift`` pixels; each
-    image window gets the area-weighted share of the shifted windows that overlap it.
+    image window gets the area-weighted mean of the shifted windows that overlap it.
     """
-    selected = getattr(routing, "selected", routing).float()
-    shift = int(getattr(routing, "shift", 0))
+    selected = values.float()
     if shift == 0:
         return selected
     pixels = selected.repeat_interleave(window, -2).repeat_interleave(window, -1)
@@ -258,10 +261,11 @@ def _windows(tile: Tile, window: int) -> tuple[int, int]:
     return -(-(tile.y1 - tile.y0) // window), -(-(tile.x1 - tile.x0) // window)
 
 
-def _core_windows(fraction: np.ndarray, tile: Tile, window: int) -> np.ndarray:
+def _core_windows(maps: np.ndarray, tile: Tile, window: int) -> np.ndarray:
+    """The tile's core windows of per-window ``maps`` ``(..., nH, nW)`` (its halo windows cut off)."""
     k = tile.halo // window
     nh, nw = _windows(tile, window)
-    return fraction[k : k + nh, k : k + nw]
+    return maps[..., k : k + nh, k : k + nw]
 
 
 def context_size(grid: TileGrid, batch_size: int) -> tuple[int, int]:
@@ -336,6 +340,7 @@ def upscale(
     sink: Any = None,
     progress: bool = False,
     attention: np.ndarray | None = None,
+    routing: RoutingMaps | None = None,
     global_context: bool = True,
     _relative_condition: bool = False,
 ) -> np.ndarray | None:
@@ -366,6 +371,8 @@ def upscale(
         attention: optional float32 array ``(ceil(H/ws), ceil(W/ws))`` (ws = the model's window, 16 for CAMixer),
             filled with the fraction of blocks that routed each LR window to attention (content-aware models that
             expose ``routing()``; left untouched otherwise).
+        routing: optional :class:`~odisr.routing.RoutingMaps` for the image's LR windows, filled with every block's
+            decisions and the predictor's attention scores (content-aware models; left empty otherwise).
         global_context: when tiling a network that pools over the whole image (CAMixer's channel attention, see
             :mod:`odisr.models.global_stats`), first record its pooled features on a copy of the image shrunk ≥ 4×
             and give them to every tile, so tiles see image-wide statistics as whole-image inference does (costs
@@ -397,13 +404,15 @@ def upscale(
     out_shape = (s * height, s * width) + pixels.data.shape[2:]
     out = np.empty(out_shape, pixels.data.dtype) if sink is None else sink
     _check_sink(out, out_shape, pixels.data.dtype)
-    want_attention = attention is not None and net.content_aware and callable(getattr(net, "routing", None))
-    if attention is not None:
-        expected = (-(-height // net.window_size), -(-width // net.window_size))
-        if attention.shape != expected:
-            raise ValueError(f"attention must have shape {expected} (LR windows), got {attention.shape}")
-        if not want_attention:
-            log.warning("attention map not filled: %s does not expose its routing", type(net).__name__)
+    wanted = attention is not None or routing is not None
+    want_attention = wanted and net.content_aware and callable(getattr(net, "routing", None))
+    expected = (-(-height // net.window_size), -(-width // net.window_size))
+    if attention is not None and attention.shape != expected:
+        raise ValueError(f"attention must have shape {expected} (LR windows), got {attention.shape}")
+    if routing is not None and tuple(routing.windows) != expected:
+        raise ValueError(f"routing must cover {expected} LR windows, got {tuple(routing.windows)}")
+    if wanted and not want_attention:
+        log.warning("attention map not filled: %s does not expose its routing", type(net).__name__)
 
     runner = _Runner(net, pixels, grid, dev, amp, batch_size, want_attention, _relative_condition)
     log.info(
@@ -418,8 +427,12 @@ def upscale(
         for t, r in runner.results(grid):
             ys, xs = t.region(s)
             out[(ys, xs) + (slice(None),) * (len(out_shape) - 2)] = r.block
-            if attention is not None and r.attention is not None:
+            if r.routing is not None:
                 wy, wx = t.y0 // grid.window, t.x0 // grid.window
-                attention[wy : wy + r.attention.shape[0], wx : wx + r.attention.shape[1]] = r.attention
+                h, w = r.routing.shape[-2:]
+                if attention is not None:
+                    attention[wy : wy + h, wx : wx + w] = r.routing[0].mean(0)
+                if routing is not None:
+                    routing.put(wy, wx, r.routing)
             bar.update()
     return out if sink is None else None

@@ -3,9 +3,11 @@
 The pipeline writes one group per (image, model), ``STORE.zarr/images/<key>/<model>/``, whose attrs hold
 ``status`` ("running" | "complete" | "failed"), ``error``, ``source``, ``model``, ``scale``, ``seconds``,
 ``metrics`` {ws_psnr, ws_ssim, psnr, ssim, ws_psnr_y, psnr_y, ssim_y}, ``bands`` [[lat_min°, lat_max°, dB], ...],
-optional ``params``/``flops_per_lr_pixel``/``madds_720p``/``dataset``, next to the arrays ``sr``, ``preview`` and
-optional ``attention``. Collecting reads attrs only (one metadata listing); arrays are read on demand with
-:meth:`StoreReport.read`.
+``lr_shape``/``sr_shape`` [h, w], ``attempt``, optional ``params``/``flops_per_lr_pixel``/``madds_720p``/``dataset``
+and ``routing`` (per-block statistics of CAMixer's routing, :mod:`odisr.routing`), next to the arrays ``sr``,
+``preview`` and optional ``attention``/``attention_score``. Collecting reads the pairs' metadata only, concurrently
+(:mod:`odisr.report.reading`); arrays are read on demand with :meth:`StoreReport.read`. The root's ``runs`` are the
+run records (:func:`run_table`).
 
 The views are :class:`Table` records of display strings (with bold cells and footnotes), rendered by the CLI (rich),
 the HTML report and :func:`to_markdown`; :func:`lightweight_table` is the lightweight-SR table of the papers.
@@ -27,6 +29,9 @@ from typing import Any
 import numpy as np
 import zarr
 
+from odisr.report.reading import read_pairs
+from odisr.report.runs import RunRecord, run_records
+from odisr.routing import SPREAD_THRESHOLD, BlockStats, Granularity, granularity
 from odisr.sources import dataset_name
 
 __all__ = [
@@ -42,6 +47,7 @@ __all__ = [
     "Table",
     "aggregate_table",
     "collect",
+    "compact",
     "comparison_table",
     "failure_table",
     "format_value",
@@ -52,6 +58,9 @@ __all__ = [
     "lightweight_table",
     "lightweight_tables",
     "per_image_table",
+    "routing_table",
+    "routing_verdicts",
+    "run_table",
     "status_message",
     "summarize",
     "summary_items",
@@ -81,7 +90,8 @@ class ImageRow:
     reference, or a failed/running task); +inf when SR equals HR. ``bands`` holds (lat_min°, lat_max°, WS-PSNR dB).
     ``dataset``: the benchmark the image belongs to (recorded by ``odisr evaluate``; for older stores, the folder of
     ``source`` by :func:`odisr.sources.dataset_name`). ``madds_720p``: multiply-adds of one forward pass producing a
-    1280×720 output (recorded by lightweight evaluations).
+    1280×720 output (recorded by lightweight evaluations). ``lr_*``/``sr_*``: input and output size in pixels;
+    ``attempt``: the token of the attempt that wrote the result; ``routing``: CAMixer's per-block routing statistics.
     """
 
     image: str
@@ -93,6 +103,10 @@ class ImageRow:
     scale: int | None = None
     ratio: float | None = None
     mode: str | None = None
+    lr_width: int | None = None
+    lr_height: int | None = None
+    sr_width: int | None = None
+    sr_height: int | None = None
     seconds: float | None = None
     params: int | None = None
     flops_per_lr_pixel: float | None = None
@@ -105,8 +119,15 @@ class ImageRow:
     psnr_y: float | None = None
     ssim_y: float | None = None
     error: str | None = None
+    attempt: str | None = None
     bands: tuple[tuple[float, float, float], ...] = ()
     arrays: frozenset[str] = frozenset()
+    routing: BlockStats | None = None
+
+    @property
+    def output_megapixels(self) -> float | None:
+        """Output pixels / 10⁶ (None when the size was not recorded)."""
+        return None if self.sr_width is None or self.sr_height is None else self.sr_width * self.sr_height / 1e6
 
     @property
     def label(self) -> str:
@@ -118,7 +139,7 @@ class ImageRow:
 
 
 #: CSV columns: every scalar field of :class:`ImageRow`, in declaration order.
-CSV_COLUMNS = tuple(f.name for f in fields(ImageRow) if f.name not in ("bands", "arrays"))
+CSV_COLUMNS = tuple(f.name for f in fields(ImageRow) if f.name not in ("bands", "arrays", "routing"))
 
 
 @dataclass(frozen=True)
@@ -181,6 +202,11 @@ class StoreReport:
     def complete(self) -> list[ImageRow]:
         return [r for r in self.rows if r.status == "complete"]
 
+    @property
+    def run_records(self) -> list[RunRecord]:
+        """The store's runs, oldest first (:func:`odisr.report.runs.run_records`)."""
+        return run_records(self.runs)
+
     def read(self, image: str, model: str, name: str) -> np.ndarray:
         """The array ``images/<image>/<model>/<name>`` (e.g. ``preview`` (y, x, 3) uint8, ``attention`` (y, x)
         float32) as numpy. Raises ``KeyError`` when absent."""
@@ -203,6 +229,8 @@ def _open(path: str | Path) -> zarr.Group:
         raise NotAStoreError(f"{path}: a Zarr group, but not an odisr store (no 'images' group); {hint}")
     if "images" in group and not isinstance(group["images"], zarr.Group):
         raise NotAStoreError(f"{path}: 'images' is an array, not a group; {hint}")
+    if group.metadata.zarr_format != 3:
+        raise NotAStoreError(f"{path}: a Zarr v{group.metadata.zarr_format} group; odisr stores are Zarr v3 ({hint})")
     return group
 
 
@@ -222,10 +250,26 @@ def _bands(value: Any) -> tuple[tuple[float, float, float], ...]:
         return ()
 
 
+def _shape(value: Any) -> tuple[int | None, int | None]:
+    """(width, height) of a recorded ``[h, w]`` shape; Nones when missing or malformed."""
+    if isinstance(value, (list, tuple)) and len(value) >= 2:
+        h, w = _number(value[0], int), _number(value[1], int)
+        return w, h
+    return None, None
+
+
+def _routing(value: Any) -> BlockStats | None:
+    try:
+        return None if value is None else BlockStats.from_attrs(value)
+    except (KeyError, TypeError, ValueError):  # malformed record: show the row without routing rather than fail
+        return None
+
+
 def _row(image: str, model: str, attrs: Mapping[str, Any], arrays: Iterable[str]) -> ImageRow:
     metrics = attrs.get("metrics") or {}
     error = attrs.get("error")
     source = None if attrs.get("source") is None else str(attrs["source"])
+    (lr_width, lr_height), (sr_width, sr_height) = _shape(attrs.get("lr_shape")), _shape(attrs.get("sr_shape"))
     return ImageRow(
         image=image,
         model=model,  # the group name: the store's identity of the result
@@ -236,39 +280,33 @@ def _row(image: str, model: str, attrs: Mapping[str, Any], arrays: Iterable[str]
         scale=_number(attrs.get("scale"), int),
         ratio=_number(attrs.get("ratio")),
         mode=attrs.get("mode"),
+        lr_width=lr_width,
+        lr_height=lr_height,
+        sr_width=sr_width,
+        sr_height=sr_height,
         seconds=_number(attrs.get("seconds")),
         params=_number(attrs.get("params"), int),
         flops_per_lr_pixel=_number(attrs.get("flops_per_lr_pixel")),
         madds_720p=_number(attrs.get("madds_720p")),
         error=None if error is None else str(error),
+        attempt=None if attrs.get("attempt") is None else str(attrs["attempt"]),
         bands=_bands(attrs.get("bands")),
         arrays=frozenset(arrays),
+        routing=_routing(attrs.get("routing")),
         **{m: _number(metrics.get(m)) for m in METRICS},
     )
 
 
 def collect(path: str | Path) -> StoreReport:
-    """Read every ``images/<key>/<model>`` result of the odisr store at ``path`` (attrs only).
+    """Read every ``images/<key>/<model>`` result of the odisr store at ``path`` (metadata only).
 
     Raises:
         NotAStoreError: ``path`` is missing, not Zarr, or not an odisr store.
     """
     root = _open(path)
-    groups: dict[tuple[str, ...], Mapping[str, Any]] = {}
-    arrays: dict[tuple[str, str], list[str]] = {}
-    if "images" in root:
-        for name, node in root["images"].members(max_depth=2):
-            parts = tuple(name.split("/"))
-            if isinstance(node, zarr.Group):
-                groups[parts] = node.attrs.asdict()
-            elif len(parts) == 3:
-                arrays.setdefault(parts[:2], []).append(parts[2])
-    rows = sorted(
-        (_row(k[0], k[1], attrs, arrays.get(k, ())) for k, attrs in groups.items() if len(k) == 2),
-        key=lambda r: (r.image, r.model),
-    )
-    with_models = {r.image for r in rows}
-    empty = sorted(k[0] for k in groups if len(k) == 1 and k[0] not in with_models)
+    pairs, empty = read_pairs(root) if "images" in root else ({}, [])
+    rows = sorted((_row(image, model, node.attrs, node.arrays) for (image, model), node in pairs.items()),
+                  key=lambda r: (r.image, r.model))  # fmt: skip
     meta = root.attrs.asdict()
     return StoreReport(
         path=str(path),
@@ -465,20 +503,25 @@ def _jsonable(value: Any) -> Any:
 
 
 def to_json(report: StoreReport, summaries: Sequence[ModelSummary] | None = None) -> str:
-    """The report as strict JSON: ``{"store", "odisr_version", "created", "rows": [...], "models": [...],
-    "lightweight": [...]}``.
+    """The report as strict JSON: ``{"store", "odisr_version", "created", "runs": [...], "rows": [...],
+    "models": [...], "lightweight": [...], "routing": {...}}``.
 
-    Rows carry every :class:`ImageRow` field (``bands`` as [lat_min°, lat_max°, dB] lists, ``arrays`` as names);
-    ``lightweight`` the :class:`LightweightRow` records (``scores`` by dataset); +inf/NaN become null.
+    ``runs`` are the :class:`~odisr.report.runs.RunRecord` of every run; rows carry every :class:`ImageRow` field
+    (``bands`` as [lat_min°, lat_max°, dB] lists, ``arrays`` as names, ``routing`` as per-block lists);
+    ``lightweight`` the :class:`LightweightRow` records (``scores`` by dataset); ``routing`` the
+    :class:`~odisr.routing.Granularity` of each content-aware model; +inf/NaN become null.
     """
     summaries = summarize(report.rows) if summaries is None else summaries
     doc = {
         "store": report.path,
         "odisr_version": report.odisr_version,
         "created": report.created,
+        "runs": [asdict(r) for r in report.run_records],
         "rows": [asdict(r) for r in report.rows],
         "models": [asdict(s) for s in summaries],
         "lightweight": [asdict(r) for r in lightweight_results(report.rows)],
+        "routing": {m: asdict(g) | {"per_window": g.per_window, "verdict": g.sentence()}
+                    for m, g in routing_verdicts(report.rows).items()},
     }
     return json.dumps(_jsonable(doc), indent=2, allow_nan=False)
 
@@ -510,6 +553,22 @@ def _table(
 ) -> Table:
     return Table(title, tuple(c[0] for c in columns), tuple(c[1] for c in columns), tuple(map(tuple, cells)),
                  frozenset(bold), tuple(notes))  # fmt: skip
+
+
+#: Cell texts of a missing value.
+_EMPTY = frozenset({"—", "— / —", ""})
+
+
+def compact(table: Table) -> Table:
+    """``table`` without its columns that are empty ("—") in every row (e.g. metric columns of a store that
+    ``odisr run`` filled without references); bold cells follow their columns. A table without rows is unchanged."""
+    keep = [j for j in range(len(table.headers)) if not table.cells or any(row[j] not in _EMPTY for row in table.cells)]
+    if len(keep) == len(table.headers):
+        return table
+    new = {old: new for new, old in enumerate(keep)}
+    return Table(table.title, tuple(table.headers[j] for j in keep), tuple(table.numeric[j] for j in keep),
+                 tuple(tuple(row[j] for j in keep) for row in table.cells),
+                 frozenset((i, new[j]) for i, j in table.bold if j in new), table.notes)  # fmt: skip
 
 
 def to_markdown(table: Table) -> str:
@@ -550,40 +609,46 @@ def _header(metric: str) -> str:
     return f"{LABELS[metric]} (dB)" if "psnr" in metric else LABELS[metric]
 
 
+def _size(width: int | None, height: int | None) -> str:
+    return "—" if width is None or height is None else f"{width}×{height}"
+
+
 def image_table(rows: Sequence[ImageRow]) -> Table:
-    """Per (image, model): image, model, status, WS-PSNR, WS-SSIM, PSNR, SSIM (dB / unitless), seconds."""
-    columns = [("image", False), ("model", False), ("status", False)]
-    columns += [(_header(m), True) for m in HEADLINE_METRICS] + [("s", True)]
-    return _table("Per image", columns, (
-        [r.label, r.model, r.status, *(format_value(m, r.metric(m)) for m in HEADLINE_METRICS),
-         format_value("seconds", r.seconds)]
+    """Per (image, model): image, model, status, input and output size (width×height px), seconds, and WS-PSNR,
+    WS-SSIM, PSNR, SSIM (dB / unitless) where some row has them (:func:`compact`)."""
+    columns = [("image", False), ("model", False), ("status", False), ("input (px)", True), ("output (px)", True),
+               ("s", True)] + [(_header(m), True) for m in HEADLINE_METRICS]  # fmt: skip
+    return compact(_table("Per image", columns, (
+        [r.label, r.model, r.status, _size(r.lr_width, r.lr_height), _size(r.sr_width, r.sr_height),
+         format_value("seconds", r.seconds), *(format_value(m, r.metric(m)) for m in HEADLINE_METRICS)]
         for r in rows
-    ))
+    )))
 
 
 def aggregate_table(summaries: Sequence[ModelSummary]) -> Table:
     """Per model: completed/failed/incomplete counts and "mean / median" of each headline metric."""
     columns = [("model", False), ("images", True), ("failed", True), ("incomplete", True)]
     columns += [(f"{_header(m)} mean / median", True) for m in HEADLINE_METRICS]
-    return _table("Aggregate per model", columns, (
+    return compact(_table("Aggregate per model", columns, (
         [s.model, str(s.count), str(s.failures), str(s.incomplete)]
         + [f"{format_value(m, s.stats[m].mean)} / {format_value(m, s.stats[m].median)}" for m in HEADLINE_METRICS]
         for s in summaries
-    ))
+    )))
 
 
 def comparison_table(summaries: Sequence[ModelSummary]) -> Table:
-    """Per model: params, FLOPs per LR pixel, mean metrics, Δ WS-PSNR vs bicubic (dB), seconds per image."""
+    """Per model: params, FLOPs per LR pixel, mean metrics, Δ WS-PSNR vs bicubic (dB), seconds per image (columns
+    empty for every model left out, :func:`compact`)."""
     columns = [("model", False), ("scale", True), ("params", True), ("FLOPs / LR px", True)]
     columns += [(_header(m), True) for m in HEADLINE_METRICS]
     columns += [("Δ WS-PSNR vs bicubic (dB)", True), ("s / image", True)]
-    return _table("Model comparison (means)", columns, (
+    return compact(_table("Model comparison (means)", columns, (
         [s.model, format_value("scale", s.scale), format_value("params", s.params),
          format_value("flops_per_lr_pixel", s.flops_per_lr_pixel),
          *(format_value(m, s.stats[m].mean) for m in HEADLINE_METRICS),
          format_value("delta", s.delta_ws_psnr), format_value("seconds", s.seconds_per_image)]
         for s in summaries
-    ))
+    )))
 
 
 def _score_cell(score: DatasetScore | None, full: int) -> str:
@@ -652,24 +717,83 @@ def failure_table(rows: Sequence[ImageRow]) -> Table:
 
 
 def summary_items(report: StoreReport) -> list[tuple[str, str]]:
-    """(label, value) lines describing the store and its last run."""
+    """(label, value) lines describing the store: counts, output megapixels of the complete results, the runs."""
     done, failed = len(report.complete), len(report.failures)
+    sizes = [mp for r in report.complete if (mp := r.output_megapixels) is not None]
+    runs = report.run_records
     items = [
         ("store", report.path),
         ("odisr version", report.odisr_version or "—"),
-        ("created", report.created or "—"),
+        ("created", _when(report.created)),
         ("images", str(len(report.images))),
         ("models", ", ".join(sorted({r.model for r in report.rows})) or "—"),
         ("results", f"{done} complete, {failed} failed, {len(report.rows) - done - failed} incomplete"),
-        ("runs", str(len(report.runs))),
+        ("output", f"{sum(sizes):,.1f} megapixels in {len(sizes)} complete results" if sizes else "—"),
+        ("runs", str(len(runs))),
     ]
-    if report.runs and isinstance(last := report.runs[-1], Mapping):
-        items.append(("last run", (f"{last.get('command', '?')} (started {last.get('started', '?')}, "
-                                   f"finished {last.get('finished') or 'not finished'})")))
-        summary = last.get("summary") or {}
-        items += [(f"last run {k.replace('_', ' ')}", f"{v:.4g}" if isinstance(v, float) else str(v))
-                  for k, v in summary.items()]
+    if runs:
+        last = runs[-1]
+        end = f"finished {_when(last.finished)}" if last.complete else "not finished (running or interrupted)"
+        items.append(("last run", f"#{last.index} {last.command} (started {_when(last.started)}, {end})"))
     return items
+
+
+def _when(stamp: str | None) -> str:
+    """An ISO 8601 time as ``YYYY-MM-DD HH:MM:SS`` (UTC as recorded); "—" when missing."""
+    return "—" if not stamp else stamp.replace("T", " ").removesuffix("+00:00").removesuffix("Z")
+
+
+def _count(value: int | None) -> str:
+    return "—" if value is None else str(value)
+
+
+def _workers(run: RunRecord) -> str:
+    if run.workers is None:
+        return "—"
+    threads = "" if run.threads is None else f" ({run.threads} thread{'s' * (run.threads != 1)})"
+    return f"{run.workers}{threads}"
+
+
+def _fixed(value: float | None, digits: int) -> str:
+    return "—" if value is None else f"{value:,.{digits}f}"
+
+
+def run_table(runs: Sequence[RunRecord]) -> Table:
+    """Every run of the store, oldest first: number, command, start and end (UTC), device, workers (threads),
+    scheduler, done/failed/skipped pairs, wall time (s), output megapixels, throughput (output Mpx/s) and warm-up (s);
+    columns no run recorded are left out (:func:`compact`)."""
+    columns = [("#", True), ("command", False), ("started", False), ("finished", False), ("device", False),
+               ("workers", True), ("scheduler", False), ("done", True), ("failed", True), ("skipped", True),
+               ("s", True), ("output Mpx", True), ("Mpx/s", True), ("warm-up (s)", True)]  # fmt: skip
+    return compact(_table("Runs", columns, (
+        [str(r.index), r.command, _when(r.started), _when(r.finished) if r.complete else "not finished",
+         r.device or "—", _workers(r), r.scheduler or "—", _count(r.done), _count(r.failed), _count(r.skipped),
+         _fixed(r.seconds, 1), _fixed(r.output_megapixels, 2), _fixed(r.megapixels_per_s, 3),
+         _fixed(r.warmup_seconds, 1)]
+        for r in runs
+    ), notes=["Counts are (image, model) pairs; Mpx/s: output megapixels of the run's completed pairs per second of "
+              "its wall time."] if runs else ()))
+
+
+def routing_verdicts(rows: Sequence[ImageRow]) -> dict[str, Granularity]:
+    """Per content-aware model with routing statistics in its complete results: whether it routes per window or
+    per block (:func:`odisr.routing.granularity`)."""
+    by_model = _group([r for r in rows if r.status == "complete" and r.routing is not None], "model")
+    return {m: g for m, rs in sorted(by_model.items()) if (g := granularity(r.routing for r in rs)) is not None}
+
+
+def routing_table(rows: Sequence[ImageRow]) -> Table:
+    """Per content-aware model: images, blocks, blocks that discriminate windows, the largest within-block spread σ
+    of the scores (median over images) and the verdict (per window / per block)."""
+    columns = [("model", False), ("images", True), ("blocks", True), ("blocks discriminating windows", True),
+               ("max σ", True), ("routing", False)]  # fmt: skip
+    verdicts = routing_verdicts(rows)
+    return _table("CAMixer routing", columns, (
+        [m, str(g.images), str(len(g.spread)), str(len(g.discriminating)), f"{max(g.spread):.3f}",
+         "per window" if g.per_window else "per block"]
+        for m, g in verdicts.items()
+    ), notes=[f"σ: standard deviation of the predictor's attention probability over a block's windows; a block "
+              f"discriminates windows when σ ≥ {SPREAD_THRESHOLD:g} (odisr.routing)."] if verdicts else ())
 
 
 def status_message(report: StoreReport) -> str | None:

@@ -292,7 +292,8 @@ class CAMixer(nn.Module):
     ``condition`` is the global condition ``(B or 1, k, H, W)`` (k = ``style.condition_channels``).
     Eval mode routes each image's windows deterministically (module docstring) unless ``forced_keep`` fixes the
     count; training mode draws a hard Gumbel-softmax mask with straight-through gradients. The routing of the last
-    call is kept in ``selection`` (``(B, nH, nW)``: bool in eval, the straight-through float mask in training).
+    call is kept in ``selection`` (``(B, nH, nW)``: bool in eval, the straight-through float mask in training), the
+    predictor's attention probability of each window in ``scores`` (``(B, nH, nW)`` float in [0, 1], detached).
     """
 
     def __init__(self, dim: int, style: MixerStyle, window_size: int = WINDOW, shift: int = 0, ratio: float = 0.5):
@@ -301,6 +302,7 @@ class CAMixer(nn.Module):
         self.residual_key = style.residual_key
         self.forced_keep: int | None = None
         self.selection: Tensor | None = None
+        self.scores: Tensor | None = None
         k, d = style.spatial_kernel, style.spatial_dilation
         pointwise = [PerImageConv2d(dim, dim, 1)] if style.spatial_pointwise else []
         self.project_v = PerImageConv2d(dim, dim, 1)
@@ -331,6 +333,7 @@ class CAMixer(nn.Module):
             mask = self._select(probs[..., 0])
             mixed = self._attend_selected(x, shifted, offsets, v, vs, mask)
         self.selection = mask.view(b, h // ws, w // ws)
+        self.scores = probs[..., 0].detach().view(b, h // ws, w // ws)
         mixed = roll2d(mixed, shift)
         out = self.act(self.conv_sptial(mixed)) * ca + mixed
         return self.project_out(out)
@@ -492,6 +495,14 @@ class CAMixerNet(SRModel, metaclass=abc.ABCMeta):
                 raise RuntimeError("no routing recorded yet: run a forward pass first")
             out.append(WindowRouting(mixer.selection.detach() > 0.5, mixer.shift, mixer.window_size))
         return out
+
+    def window_scores(self) -> list[tuple[Tensor, int]]:
+        """Per block, ``(scores, shift)``: the predictor's attention probability ``(B, nH, nW)`` in [0, 1] of each
+        window in the last forward pass (on that block's window grid, shifted by ``shift`` LR pixels like
+        :meth:`routing`); raises ``RuntimeError`` before any."""
+        if any(mixer.scores is None for mixer in self.mixers()):
+            raise RuntimeError("no window scores recorded yet: run a forward pass first")
+        return [(mixer.scores, mixer.shift) for mixer in self.mixers()]
 
     def kept_windows(self) -> Tensor:
         """``(n_blocks, B)`` int64: windows that took attention per block and image in the last forward pass."""
