@@ -19,6 +19,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from odisr.cli.export_options import Format, Layout, Quality
 from odisr.cli.main import app
 
 if TYPE_CHECKING:
@@ -54,6 +55,9 @@ Overwrite = Annotated[bool, typer.Option("--overwrite", help="Recompute pairs th
 FetchSamples = Annotated[
     bool, typer.Option("--fetch-samples", help="Add the sample panoramas (downloaded once, verified).")
 ]
+ExportDir = Annotated[
+    str | None, typer.Option("--export-dir", help="Also export each pair as it completes (as `odisr export`).")
+]
 
 
 @app.command("run")
@@ -73,8 +77,15 @@ def run_command(
     threads_per_worker: Threads = 1,
     overwrite: Overwrite = False,
     fetch_samples: FetchSamples = False,
+    export_dir: ExportDir = None,
+    format: Format = "jpg",  # noqa: A002  (the option's name)
+    quality: Quality = 95,
+    layout: Layout = "erp",
 ) -> None:
-    """Super-resolve every image found into STORE.zarr (resumable: complete images are skipped)."""
+    """Super-resolve every image found into STORE.zarr (resumable: complete images are skipped).
+
+    With --export-dir, each pair is also exported (--format, --quality, --layout) as soon as it completes.
+    """
     from pipelines.batch_sr import canonical_model_name
 
     console = Console(stderr=True)
@@ -83,9 +94,11 @@ def run_command(
         cfg = _config(config, model=model, scale=scale, ratio=ratio, tile=tile, halo=halo, device=device)
         weight_files = _weights_for([cfg.model], weights)
         sources = _sources(inputs, fetch_samples)
+        export = _export_plan(export_dir, format=format, quality=quality, layout=layout)
     summary = _execute(console, sources, out, cfg, [cfg.model], weight_files, overwrite=overwrite,
-                       cluster=(scheduler, workers, threads_per_worker))  # fmt: skip
-    raise typer.Exit(1 if summary.failed else 0)
+                       cluster=(scheduler, workers, threads_per_worker), export=export)  # fmt: skip
+    failed = summary.failed or (summary.exports is not None and summary.exports.failed)
+    raise typer.Exit(1 if failed else 0)
 
 
 @app.command("evaluate")
@@ -220,6 +233,15 @@ def _sources(inputs: list[str] | None, fetch_samples: bool) -> list[Any]:
     return sources
 
 
+def _export_plan(export_dir: str | None, **options: Any) -> tuple[str, Any] | None:
+    """``(folder, ExportRequest)`` for ``--export-dir`` (None without it); bad options fail before any work."""
+    if export_dir is None:
+        return None
+    from odisr.export import ExportRequest
+
+    return export_dir, ExportRequest(**options)
+
+
 def _samples() -> list[str]:
     from odisr.samples import fetch_samples
 
@@ -239,6 +261,7 @@ def _execute(
     degrade: str | None = None,
     lr_sources: dict[str, Any] | None = None,
     dataset: str | None = None,
+    export: tuple[str, Any] | None = None,
 ) -> Any:
     """Validate the models and the store, start the cluster, run the job, print and return the summary."""
     from pipelines import cluster as cl
@@ -261,11 +284,14 @@ def _execute(
             batch_size=cfg.batch_size, amp=cfg.amp, degrade=degrade, dataset=dataset,
         )  # fmt: skip
         command = shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]])
-        job = Job(sources, out, choices, settings, command, overwrite, lr_sources)
+        job = Job(sources, out, choices, settings, command, overwrite, lr_sources, export)
         summary = run_job(job, client, progress=console.is_terminal)
-    for source, model, error in summary.failures:
+    exports = summary.exports.failures if summary.exports is not None else []
+    for source, model, error in [*summary.failures, *((s, m, f"export: {e}") for s, m, e in exports)]:
         console.print(f"[red]failed[/] {escape(f'{source} [{model}]: {error}')}", highlight=False)
     console.print(f"odisr: {summary.line()}", highlight=False)
+    if summary.exports is not None:
+        console.print(f"odisr: {summary.exports.line()} → {escape(export[0])}", highlight=False)
     return summary
 
 
