@@ -17,9 +17,9 @@ What an export gets (:func:`output_metadata`):
   sphere at the output's size, plus the pose, initial view and capture facts the source carried
   (:data:`CARRIED_GPANO`). Google Photos, Facebook, Pannellum and Photo Sphere Viewer read it.
 
-How each container takes them: JPEG and WebP through Pillow's ``icc_profile=``/``exif=``/``xmp=``; PNG as ``iCCP``,
-``eXIf`` and ``iTXt XML:com.adobe.xmp`` chunks inserted after ``IHDR`` (:func:`png_chunks`, the same for 8- and
-16-bit PNGs); TIFF as the ``InterColorProfile`` (34675) and ``XMLPacket`` (700) tags plus the descriptive IFD0 EXIF
+How each container takes them: JPEG, WebP and 8-bit PNG through Pillow's ``icc_profile=``/``exif=``/``xmp=``
+(PNG: ``iCCP``, ``eXIf`` and an ``iTXt XML:com.adobe.xmp`` chunk); 16-bit PNG (encoded by OpenCV) gets the same
+chunks inserted after ``IHDR`` (:func:`png_chunks`); TIFF as the ``InterColorProfile`` (34675) and ``XMLPacket`` (700) tags plus the descriptive IFD0 EXIF
 tags (:func:`tiff_tags`: Make, Model, DateTime, Artist, Copyright). TIFF outputs do not carry the EXIF sub-IFDs
 (exposure, GPS): tifffile writes no nested IFDs.
 """
@@ -167,13 +167,19 @@ def output_metadata(source: Mapping[str, Any] | None, width: int, height: int) -
 
 
 def pillow_options(meta: OutputMetadata, fmt: str) -> dict[str, Any]:
-    """``Image.save`` keywords that embed ``meta`` in a JPEG or WebP file (WebP's EXIF chunk without the header)."""
+    """``Image.save`` keywords that embed ``meta`` in a JPEG, WebP or PNG file (WebP's and PNG's EXIF without the
+    JPEG header; PNG's XMP as the ``iTXt`` chunk ``XML:com.adobe.xmp``)."""
     options: dict[str, Any] = {}
     if meta.icc_profile:
         options["icc_profile"] = meta.icc_profile
     if meta.exif:
         options["exif"] = meta.exif if fmt == "JPEG" else meta.exif.removeprefix(b"Exif\x00\x00")
-    if meta.xmp:
+    if meta.xmp and fmt == "PNG":
+        from PIL.PngImagePlugin import PngInfo
+
+        options["pnginfo"] = info = PngInfo()
+        info.add_itxt("XML:com.adobe.xmp", meta.xmp.decode("utf-8"))
+    elif meta.xmp:
         options["xmp"] = meta.xmp
     return options
 

@@ -6,14 +6,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from odisr.export.cube import write_cubemap
 from odisr.export.files import clear
 from odisr.export.metadata import output_metadata
 from odisr.export.plan import ExportError, ExportRequest, Target, check_size
 from odisr.export.pyramid import write_pyramid
-from odisr.export.writers import write_image, write_tiff
+from odisr.export.writers import write_image
 
 
 def export_pair(image: Any, attrs: Mapping[str, Any], target: Target, request: ExportRequest, title: str) -> list[Path]:
@@ -39,8 +37,5 @@ def export_pair(image: Any, attrs: Mapping[str, Any], target: Target, request: E
         return write_cubemap(image, target, request, meta)
     if request.layout == "tiles":
         return write_pyramid(image, target, request, meta, title)
-    if request.format == "tiff":
-        write_tiff(target.path, image, meta)
-    else:
-        write_image(target.path, np.asarray(image[...]), request, meta)
+    write_image(target.path, image, request, meta)
     return [target.path]
