@@ -69,7 +69,8 @@ def sources(shared, icc, tmp_path_factory) -> Path:
            f'<rdf:Description xmlns:GPano="{GPANO_NS}" GPano:ProjectionType="equirectangular">'
            f"<GPano:PoseHeadingDegrees>{HEADING}</GPano:PoseHeadingDegrees></rdf:Description></rdf:RDF></x:xmpmeta>")
     petra = bicubic_erp(read_image(erp / "vrview_petra.jpg"), 8)
-    Image.fromarray(np.rot90(petra)).save(folder / "petra.jpg", quality=95, icc_profile=icc, exif=exif, xmp=xmp.encode())
+    Image.fromarray(np.rot90(petra)).save(folder / "petra.jpg", quality=95, icc_profile=icc, exif=exif,
+                                          xmp=xmp.encode())  # fmt: skip
     noise = np.random.default_rng(0).integers(0, 257, (128, 256, 3), dtype=np.uint16)
     deep = bicubic_erp(read_image(erp / "layoutnet_testpano.png"), 8).astype(np.uint16) * 256 + noise
     write_image(folder / "deep.png", deep)
@@ -293,6 +294,9 @@ def test_pyramid_tiles_are_listed_and_resample_back_to_the_store(store, schedule
                           "--only", "petra")  # fmt: skip
     assert code == 0, output
     folder = tmp_path / f"petra__{MODEL}.tiles"
+    args = ("--layout", "tiles", "--format", "png", "--only", "petra")
+    again = export(path, tmp_path, scheduler, *args, "--tile-size", 64)
+    assert again[0] == 0 and "nothing to export (1 skipped" in again[1], again[1]  # complete, same settings
     config = json.loads((folder / "config.json").read_text())
     meta, multires = config["odisr"], config["pannellum"]["multiRes"]
     on_disk = {p.relative_to(folder).as_posix() for p in (folder / "tiles").rglob("*") if p.is_file()}
@@ -319,6 +323,10 @@ def test_pyramid_tiles_are_listed_and_resample_back_to_the_store(store, schedule
     assert marzipano[0]["fallbackOnly"] and all(L["size"] % L["tileSize"] == 0 for L in marzipano)
     assert all(b["size"] % a["size"] == 0 for a, b in zip(marzipano, marzipano[1:], strict=False))
     assert ws_psnr_where(stored(path, "petra"), cube_to_erp(tops, *SR_SHAPE), away_from_seams(*SR_SHAPE, cube)) >= 45
+    code, output = export(path, tmp_path, scheduler, *args, "--tile-size", 32)
+    assert "1 exported" in output  # other settings: redone from scratch
+    config = json.loads((folder / "config.json").read_text())["odisr"]
+    assert config["tile_size"] <= 32 and len(list((folder / "tiles").rglob("*.png"))) == len(config["tiles"])
 
 
 @pytest.mark.slow

@@ -159,6 +159,6 @@ def write_cubemap(image: Any, target: Target, request: ExportRequest, meta: Outp
     for face, path in zip(FACES, files, strict=True):
         write_image(path, render_face(image, face, n), request, meta)
     config = {"type": "cubemap", "cubeMap": [p.name for p in files], "faceSize": n,
-              "faces": [FACE_NAMES[f] for f in FACES]}  # fmt: skip
+              "faces": [FACE_NAMES[f] for f in FACES], "request": request.settings()}  # fmt: skip
     write_bytes(target.marker, json.dumps(config, indent=1).encode())
     return [*files, target.marker]

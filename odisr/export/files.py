@@ -1,28 +1,19 @@
-"""Files that are either whole or absent: write to a temporary name in the same folder, then rename.
+"""Files that are either whole or absent: written to a temporary name in the same folder, then renamed
+(:func:`odisr.download.atomic_path`, shared with the weights cache).
 
 ``os.replace`` is atomic on POSIX filesystems (and on Windows for files of one volume), so a reader — or the next
 ``odisr export`` deciding what is done — sees the old state or the complete new file, never a truncated one. A kill
-leaves at most a ``.<name>.<pid>.tmp`` file behind, which :func:`clear` removes before the output is redone.
+leaves at most a ``.<name>.<hex>.tmp`` file behind, which :func:`clear` removes before the output is redone.
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
+from odisr.download import atomic_path as atomic
 
-@contextlib.contextmanager
-def atomic(path: Path) -> Iterator[Path]:
-    """Yield a temporary path next to ``path``; on success rename it to ``path``, on error delete it."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+__all__ = ["atomic", "clear", "write_bytes"]
 
 
 def write_bytes(path: Path, data: bytes) -> None:

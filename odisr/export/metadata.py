@@ -19,9 +19,9 @@ What an export gets (:func:`output_metadata`):
 
 How each container takes them: JPEG, WebP and 8-bit PNG through Pillow's ``icc_profile=``/``exif=``/``xmp=``
 (PNG: ``iCCP``, ``eXIf`` and an ``iTXt XML:com.adobe.xmp`` chunk); 16-bit PNG (encoded by OpenCV) gets the same
-chunks inserted after ``IHDR`` (:func:`png_chunks`); TIFF as the ``InterColorProfile`` (34675) and ``XMLPacket`` (700) tags plus the descriptive IFD0 EXIF
-tags (:func:`tiff_tags`: Make, Model, DateTime, Artist, Copyright). TIFF outputs do not carry the EXIF sub-IFDs
-(exposure, GPS): tifffile writes no nested IFDs.
+chunks inserted after ``IHDR`` (:func:`png_chunks`); TIFF the ``InterColorProfile`` (34675) and ``XMLPacket`` (700)
+tags plus the descriptive IFD0 EXIF tags (:func:`tiff_tags`: Make, Model, DateTime, Artist, Copyright). TIFF outputs
+do not carry the EXIF sub-IFDs (exposure, GPS): tifffile writes no nested IFDs.
 """
 
 from __future__ import annotations

@@ -12,11 +12,13 @@ Names (``OUT`` = the export folder, ``<key>`` the store's image key, ``<model>``
 
 Every output has one *marker* file written last (the image itself, ``cubemap.json`` or ``config.json``), each file
 through a temporary name and a rename, so a killed export never leaves a file that looks complete: an output
-counts as done when its marker exists, and anything else found for it is removed and redone.
+counts as done when its marker exists (a folder's marker must also record the same settings: format, quality, tile
+and face size), and anything else found for it is removed and redone.
 """
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,6 +73,11 @@ class ExportRequest:
         if self.layout == "tiles" and self.format not in TILE_FORMATS:
             raise ExportError(f"--format {self.format}: browsers cannot show it; pyramid tiles are jpg, png or webp")
 
+    def settings(self) -> dict[str, object]:
+        """What defines the files of a cube-map or pyramid folder (recorded in its marker)."""
+        return {"format": self.format, "quality": self.quality, "layout": self.layout,
+                "cube_format": self.cube_format, "tile_size": self.tile_size, "face_size": self.face_size}  # fmt: skip
+
     @property
     def pillow_format(self) -> str:
         return FORMATS[self.format][0]
@@ -87,14 +94,25 @@ def _choice(option: str, value: str, allowed: object) -> None:
 
 @dataclass(frozen=True)
 class Target:
-    """Where one (image, model) pair is exported: ``path`` (the file or the folder) and ``marker`` (written last)."""
+    """Where one (image, model) pair is exported: ``path`` (the file or the folder) and ``marker`` (written last).
+    A folder's marker is a JSON file that records the request's ``settings`` (:meth:`ExportRequest.settings`)."""
 
     path: Path
     marker: Path
+    settings: dict[str, object] | None = None
 
     @property
     def complete(self) -> bool:
-        return self.marker.is_file()
+        """The marker exists (and, for a folder, was written for the same settings: a pyramid of another tile size
+        or format is redone)."""
+        if not self.marker.is_file():
+            return False
+        if self.settings is None:
+            return True
+        try:
+            return json.loads(self.marker.read_text()).get("request") == self.settings
+        except (ValueError, OSError):
+            return False
 
 
 def output_name(key: str, model: str) -> str:
@@ -111,7 +129,8 @@ def target(out_dir: str | Path, key: str, model: str, request: ExportRequest) ->
         path = Path(out_dir) / f"{name}{infix}{request.suffix}"
         return Target(path, path)
     folder = Path(out_dir) / f"{name}.{request.layout}"
-    return Target(folder, folder / ("cubemap.json" if request.layout == "cubemap" else "config.json"))
+    marker = folder / ("cubemap.json" if request.layout == "cubemap" else "config.json")
+    return Target(folder, marker, request.settings())
 
 
 def check_size(width: int, height: int, request: ExportRequest, what: str) -> None:

@@ -119,6 +119,7 @@ def write_pyramid(image: Any, target: Target, request: ExportRequest, meta: Outp
         },
         "pannellum": pyramid.pannellum(),
         "marzipano": pyramid.marzipano(),
+        "request": request.settings(),
     }  # fmt: skip
     write_bytes(target.marker, json.dumps(config, indent=1).encode())
     return [*(folder / t for t in tiles), index, target.marker]

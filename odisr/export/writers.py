@@ -50,8 +50,8 @@ def write_image(path: Path, image: Any, request: ExportRequest, meta: OutputMeta
 def _format_options(fmt: str, quality: int) -> dict[str, Any]:
     if fmt == "JPEG":  # 4:2:0 halves the chroma resolution: at high quality it would cost more than the bytes saved
         return {"quality": quality, "subsampling": 0 if quality >= 90 else 2}
-    if fmt == "WEBP":
-        return {"quality": quality, "lossless": quality == 100}
+    if fmt == "WEBP":  # lossless at 100; libwebp then reads `quality` as effort: 50 is 3× faster for ~1 % more bytes
+        return {"lossless": True, "quality": 50} if quality == 100 else {"quality": quality}
     return {"compress_level": 6}
 
 
