@@ -190,7 +190,8 @@ def _result_of(future: Future, task: ExportTask) -> ExportResult:
     if future.status != "error":
         return future.result()
     exc = future.exception()
-    return ExportResult(task, FAILED, f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc) else ''}")
+    lines = str(exc).strip().splitlines()
+    return ExportResult(task, FAILED, f"{type(exc).__name__}: {lines[0] if lines else ''}")
 
 
 # ---------------------------------------------------------------------------------------------------- worker side
@@ -206,8 +207,8 @@ def export_task(task: ExportTask, after: Any = None) -> ExportResult:
         import zarr
 
         group = zarr.open_group(task.store, path=st.pair_path(task.key, task.model), mode="r")
-        files = export_pair(group[st.SR], group.attrs.asdict(), target(task.out_dir, task.key, task.model,
-                                                                          task.request), task.request, task.name)
+        where = target(task.out_dir, task.key, task.model, task.request)
+        files = export_pair(group[st.SR], group.attrs.asdict(), where, task.request, task.name)
     except (ExportError, OSError, KeyError) as exc:  # a limit, a full disk, a pair without pixels…
         return ExportResult(task, FAILED, f"{type(exc).__name__}: {exc}", seconds=time.perf_counter() - start)
     log.info("exported %s: %d files", task.name, len(files))

@@ -27,7 +27,7 @@ def export_pair(image: Any, attrs: Mapping[str, Any], target: Target, request: E
     height, width = image.shape[:2]
     meta = output_metadata(attrs.get("source_metadata"), width, height)
     if request.layout == "erp":
-        check_size(width, height, request, f"{title} ({width}×{height})")
+        check_size(width, height, request, title)
     elif width != 2 * height:
         raise ExportError(f"{title} is {width}×{height}, not an equirectangular (2:1) panorama: cube maps and tile "
                           f"pyramids need one; export it with --layout erp")  # fmt: skip

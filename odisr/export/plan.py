@@ -25,6 +25,7 @@ from pathlib import Path
 
 #: ``--format`` → (Pillow format name, file suffix).
 FORMATS = {"jpg": ("JPEG", ".jpg"), "png": ("PNG", ".png"), "webp": ("WEBP", ".webp"), "tiff": ("TIFF", ".tif")}
+_NAMES = {"jpg": "JPEG", "png": "PNG", "webp": "WebP", "tiff": "TIFF"}
 LAYOUTS = ("erp", "cubemap", "tiles")
 CUBE_FORMATS = ("faces", "dice", "horizon")
 #: Largest width or height each encoder can hold: libwebp's 14-bit size fields (16383), the 16-bit sizes of JPEG's
@@ -139,11 +140,11 @@ def check_size(width: int, height: int, request: ExportRequest, what: str) -> No
     Raises:
         ExportError: naming the limit, the size and what to do instead.
     """
-    fmt, limit = request.pillow_format, MAX_SIDE[request.pillow_format]
+    limit = MAX_SIDE[request.pillow_format]
     if max(width, height) > limit:
         raise ExportError(
-            f"{what} is {width}×{height} px but {fmt} holds at most {limit:,} px a side; export it as "
-            f"{_alternatives(request.format, max(width, height))}"
+            f"{what} is {width}×{height} px but {_NAMES[request.format]} holds at most {limit:,} px a side; "
+            f"export it as {_alternatives(request.format, max(width, height))}"
         )
 
 
