@@ -222,11 +222,15 @@ def read_metadata(source: ImageSource, *, name: str | None = None) -> dict[str, 
     from odisr.export.metadata import parse_gpano
 
     label = name or _label(source)
+    dropped: dict[str, str] = {}
     with _open_checked(_read_bytes(source, label), label) as im:
         exif = im.getexif()
-        icc, raw_exif, xmp = im.info.get("icc_profile"), _exif_block(im, exif), _xmp_packet(im)
+        try:
+            raw_exif = _exif_block(im, exif)
+        except Exception as err:  # a corrupt EXIF sub-IFD (bad offsets) raises many types; the pixels are fine
+            raw_exif, dropped["exif"] = None, f"unreadable ({type(err).__name__}: {err})"
+        icc, xmp = im.info.get("icc_profile"), _xmp_packet(im)
         meta: dict[str, Any] = {"format": im.format, "orientation": int(exif.get(ExifTags.Base.Orientation, 1))}
-    dropped: dict[str, str] = {}
     meta["icc_profile"] = _kept(icc, MAX_ICC_BYTES, "icc_profile", dropped)
     meta["exif"] = _kept(raw_exif, MAX_EXIF_BYTES, "exif", dropped)
     try:
