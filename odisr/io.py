@@ -11,15 +11,18 @@ Pillow 13 silently reduces to 8 bits: those are decoded by OpenCV (``IMREAD_UNCH
 
 from __future__ import annotations
 
+import base64
 import io
 import os
 import warnings
 from pathlib import Path
-from typing import IO, Union
+from typing import IO, TYPE_CHECKING, Any, Union
 
 import numpy as np
-import torch
 from PIL import ExifTags, Image
+
+if TYPE_CHECKING:
+    import torch  # imported where used: reading and writing images must not load torch (export workers, driver)
 
 __all__ = [
     "MAX_PIXELS",
@@ -28,6 +31,7 @@ __all__ = [
     "encode_image",
     "image_to_tensor",
     "read_image",
+    "read_metadata",
     "tensor_to_image",
     "to_float",
     "to_uint8",
@@ -205,6 +209,85 @@ def _warn_alpha(label: str) -> None:
     )
 
 
+# ------------------------------------------------------------------------------------------------------- metadata
+#: Largest ICC profile :func:`read_metadata` keeps (bytes). Working-space and camera profiles are 0.5–60 KB; only
+#: LUT-based printer profiles exceed this. A larger one is dropped (recorded under ``dropped``), so the exports of
+#: that image carry no profile and viewers assume sRGB.
+MAX_ICC_BYTES = 256 * 1024
+#: Largest EXIF block kept (bytes): what a JPEG APP1 segment can hold (65,533 bytes less the ``Exif\0\0`` header).
+MAX_EXIF_BYTES = 65527
+_TIFF_EXIF_TAGS = (0x010E, 0x010F, 0x0110, 0x0112, 0x0131, 0x0132, 0x013B, 0x8298)  # descriptive IFD0 tags
+
+
+def read_metadata(source: ImageSource, *, name: str | None = None) -> dict[str, Any]:
+    """What an image file says beyond its pixels, JSON-safe: kept by ``odisr run`` as the pair attr
+    ``source_metadata`` so that ``odisr export`` can copy it without the source (:mod:`odisr.export.metadata`).
+
+    Returns:
+        ``{"format": Pillow format name, "orientation": the EXIF orientation (1–8) that :func:`read_image` applied,
+        "icc_profile": base64 of the ICC profile or None, "exif": base64 of the TIFF-structured EXIF block as found
+        (orientation not reset) or None, "gpano": {GPano property: value} from the XMP packet,
+        "dropped": {block: why}}``. ICC profiles over :data:`MAX_ICC_BYTES`, EXIF over :data:`MAX_EXIF_BYTES` and
+        unreadable XMP are dropped and named in ``dropped``. TIFF sources keep their descriptive IFD0 tags and
+        their EXIF and GPS sub-IFDs.
+
+    Raises:
+        ImageReadError: the file cannot be read or is not an image (as :func:`read_image`).
+    """
+    from odisr.export.metadata import parse_gpano
+
+    label = name or _label(source)
+    dropped: dict[str, str] = {}
+    with _open_checked(_read_bytes(source, label), label) as im:
+        exif = im.getexif()
+        try:
+            raw_exif = _exif_block(im, exif)
+        except Exception as err:  # a corrupt EXIF sub-IFD (bad offsets) raises many types; the pixels are fine
+            raw_exif, dropped["exif"] = None, f"unreadable ({type(err).__name__}: {err})"
+        icc, xmp = im.info.get("icc_profile"), _xmp_packet(im)
+        meta: dict[str, Any] = {"format": im.format, "orientation": int(exif.get(ExifTags.Base.Orientation, 1))}
+    meta["icc_profile"] = _kept(icc, MAX_ICC_BYTES, "icc_profile", dropped)
+    meta["exif"] = _kept(raw_exif, MAX_EXIF_BYTES, "exif", dropped)
+    try:
+        meta["gpano"] = parse_gpano(xmp) if xmp else {}
+    except ValueError as err:
+        meta["gpano"], dropped["xmp"] = {}, str(err)
+    meta["dropped"] = dropped
+    return meta
+
+
+def _exif_block(im: Image.Image, exif: Image.Exif) -> bytes | None:
+    """The EXIF block without its ``Exif\\0\\0`` header: as stored (JPEG, PNG, WebP), or rebuilt from a TIFF's
+    descriptive IFD0 tags and EXIF/GPS sub-IFDs (a TIFF's IFD0 also holds its image structure, not copied)."""
+    raw = im.info.get("exif")
+    if raw:
+        return bytes(raw).removeprefix(b"Exif\x00\x00")
+    if im.format != "TIFF":
+        return None
+    kept = Image.Exif()
+    for tag in _TIFF_EXIF_TAGS:
+        if tag in exif:
+            kept[tag] = exif[tag]
+    for ifd in (ExifTags.IFD.Exif, ExifTags.IFD.GPSInfo):
+        if sub := exif.get_ifd(ifd):
+            kept[ifd] = dict(sub)
+    return kept.tobytes().removeprefix(b"Exif\x00\x00") if len(kept) else None
+
+
+def _xmp_packet(im: Image.Image) -> bytes | str | None:
+    """The XMP packet: JPEG/WebP/TIFF ``info["xmp"]``, PNG ``iTXt XML:com.adobe.xmp``."""
+    return im.info.get("xmp") or im.info.get("XML:com.adobe.xmp") or None
+
+
+def _kept(block: bytes | None, limit: int, what: str, dropped: dict[str, str]) -> str | None:
+    if not block:
+        return None
+    if len(block) > limit:
+        dropped[what] = f"{len(block):,} bytes > the {limit:,}-byte limit of odisr.io.read_metadata"
+        return None
+    return base64.b64encode(block).decode("ascii")
+
+
 # ------------------------------------------------------------------------------------------------------- writing
 def write_image(path: str | os.PathLike, img: np.ndarray, *, quality: int = 95) -> Path:
     """Write an image, its format chosen by the suffix (``.png .jpg .jpeg .tif .tiff .webp``).
@@ -299,6 +382,8 @@ def image_to_tensor(img: np.ndarray, *, device: torch.device | str | None = None
     img = np.asarray(img)
     if img.ndim != 3 or img.shape[2] != 3:
         raise ValueError(f"expected an (H, W, 3) RGB image; got shape {img.shape}")
+    import torch
+
     return torch.from_numpy(to_float(img)).permute(2, 0, 1).unsqueeze(0).contiguous().to(device)
 
 
@@ -314,5 +399,7 @@ def tensor_to_image(t: torch.Tensor) -> np.ndarray:
         t = t[0]
     if t.ndim != 3 or t.shape[0] != 3:
         raise ValueError(f"expected a (1, 3, H, W) or (3, H, W) tensor; got shape {tuple(t.shape)}")
+    import torch
+
     out = t.detach().to(torch.float32).clamp(0.0, 1.0).mul(255.0).round().nan_to_num(0.0)
     return out.to(torch.uint8).permute(1, 2, 0).cpu().numpy()

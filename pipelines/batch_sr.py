@@ -151,12 +151,14 @@ class Pair:
 
 @dataclass(frozen=True)
 class Decoded:
-    """A decoded input: the LR to super-resolve, the HR reference (evaluate) or the reason it is unusable."""
+    """A decoded input: the LR to super-resolve, the HR reference (evaluate) or the reason it is unusable, and what
+    the source file carried besides pixels (:func:`odisr.io.read_metadata`; the pair attr ``source_metadata``)."""
 
     lr: np.ndarray | None
     hr: np.ndarray | None = None
     sha256: str | None = None
     error: str | None = None
+    metadata: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -180,6 +182,7 @@ class Summary:
     seconds: float = 0.0
     megapixels_per_s: float = 0.0
     failures: list[tuple[str, str, str]] = field(default_factory=list)  # (source, model, error)
+    exports: Any = None  # pipelines.batch_export.ExportSummary of `run --export-dir` (not in the run record)
 
     def line(self) -> str:
         """The one-line summary printed at the end of a run."""
@@ -190,12 +193,13 @@ class Summary:
 
     def record(self) -> dict[str, Any]:
         """The ``summary`` stored in the run record."""
-        return {k: v for k, v in asdict(self).items() if k != "failures"}
+        return {k: v for k, v in asdict(self).items() if k not in ("failures", "exports")}
 
 
 @dataclass(frozen=True)
 class Job:
-    """Everything one run needs. ``lr_sources`` maps image keys to their LR files (``evaluate --lr-dir``)."""
+    """Everything one run needs. ``lr_sources`` maps image keys to their LR files (``evaluate --lr-dir``);
+    ``export``: ``(folder, odisr.export.ExportRequest)`` to export each pair as it completes (``run --export-dir``)."""
 
     sources: list[Source]
     store: str
@@ -204,6 +208,7 @@ class Job:
     command: str = ""
     overwrite: bool = False
     lr_sources: Mapping[str, Source] | None = None
+    export: tuple[str, Any] | None = None
 
 
 # ---------------------------------------------------------------------------------------------------- driver side
@@ -322,8 +327,13 @@ def run_job(job: Job, client: Client, *, progress: bool = True) -> Summary:
         root.require_group(f"images/{source.key}")
     topic = f"{PROGRESS_TOPIC}-{uuid.uuid4().hex[:8]}"
     futures = _submit(client, job, todo, topic)
+    exports = _submit_exports(client, job, futures)
     summary = Summary(skipped=skipped)
     megapixels = _collect(client, futures, summary, topic, progress=progress)
+    if job.export is not None:
+        from pipelines.batch_export import collect_after_run
+
+        summary.exports = collect_after_run(exports, progress=progress)
     summary.seconds = time.perf_counter() - start
     summary.megapixels_per_s = megapixels / summary.seconds if summary.seconds > 0 else 0.0
     st.finish_run(root, index, summary.record())
@@ -346,6 +356,17 @@ def _submit(client: Client, job: Job, todo: list[tuple[Source, list[Pair]]], top
             )  # fmt: skip
             futures[future] = pair
     return futures
+
+
+def _submit_exports(client: Client, job: Job, futures: dict[Any, Pair]) -> dict[Any, Any]:
+    """``run --export-dir``: an export task after each pair (:func:`pipelines.batch_export.submit_after_run`)."""
+    if job.export is None:
+        return {}
+    from pipelines.batch_export import submit_after_run
+
+    pairs = {future: (pair.key, pair.model.name, pair.source) for future, pair in futures.items()}
+    models, keys = [m.name for m in job.models], [s.key for s in job.sources]
+    return submit_after_run(client, job.store, *job.export, pairs, models=models, keys=keys)
 
 
 def _collect(client: Client, futures: dict[Any, Pair], summary: Summary, topic: str, *, progress: bool) -> float:
@@ -434,19 +455,20 @@ def decode(source: Source, settings: Settings, lr_source: Source | None) -> Deco
     its degradation, or the file ``lr_source`` (``--lr-dir``) with the HR cropped to ``scale ×`` its size.
     """
     from odisr.erp import check_erp
-    from odisr.io import read_image
+    from odisr.io import read_image, read_metadata
 
     sha256 = None
     try:
         data = source.open()
         sha256 = hashlib.sha256(data).hexdigest()
         image = read_image(data, name=source.name)
+        metadata = read_metadata(data, name=source.name)
         if settings.mode == "odi":
             check_erp(image, name=source.name)
         if settings.degrade is None:
-            return Decoded(image, None, sha256)
+            return Decoded(image, None, sha256, metadata=metadata)
         hr, lr = _make_pair(image, settings, lr_source, source.name)
-        return Decoded(lr, hr, sha256)
+        return Decoded(lr, hr, sha256, metadata=metadata)
     except (ValueError, OSError) as exc:  # bad input (ImageReadError, NotERPError, SourceError, missing file…)
         return Decoded(None, None, sha256, f"{type(exc).__name__}: {_one_line(exc)}")
 
@@ -490,7 +512,8 @@ def super_resolve(pair: Pair, decoded: Decoded, topic: str | None = None) -> Pai
 def _open_sink(pair: Pair, decoded: Decoded, report: Callable[[dict[str, int]], None]) -> st.RegionSink:
     """(Re)create the pair's group and its ``sr`` array; the sink reports written pixels through ``report``."""
     (h, w), s = decoded.lr.shape[:2], pair.model.scale
-    attrs = {**pair.attrs, "source_sha256": decoded.sha256, "lr_shape": [h, w], "sr_shape": [h * s, w * s]}
+    attrs = {**pair.attrs, "source_sha256": decoded.sha256, "source_metadata": decoded.metadata,
+             "lr_shape": [h, w], "sr_shape": [h * s, w * s]}  # fmt: skip
     group = st.begin_pair(pair.store, pair.key, pair.model.name, attrs)
     report({"total": h * s * w * s})
     sr = st.create_sr(group, (h * s, w * s), pair.chunk, decoded.lr.dtype)

@@ -136,6 +136,7 @@ def connect(
     n_workers: int | None = None,
     threads_per_worker: int = 1,
     gpu: bool = False,
+    inference: bool = True,
 ) -> Iterator[Client]:
     """A Dask client: on the scheduler at ``scheduler`` (``tcp://host:8786``) or on a new local cluster.
 
@@ -145,6 +146,8 @@ def connect(
         n_workers: local worker processes (default :func:`default_workers`).
         threads_per_worker: Dask threads (= torch threads) per local worker.
         gpu: give each local worker ``GPU=1`` (only when this machine has CUDA).
+        inference: prepare the workers for inference (:class:`WorkerSetup`: imports torch, ~470 MB a process);
+            False for work without models (``odisr export``).
     """
     _quiet_distributed()
     cluster = None
@@ -163,7 +166,8 @@ def connect(
             )
         client = Client(cluster)
     try:
-        client.register_plugin(WorkerSetup())
+        if inference:
+            client.register_plugin(WorkerSetup())
         log.info("Dask dashboard: %s", client.dashboard_link)
         yield client
     finally:

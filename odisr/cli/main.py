@@ -34,6 +34,7 @@ def _register_subcommands() -> None:
     from odisr.cli import report as _report  # noqa: F401  (registers `odisr report`)
     from odisr.cli import models as _models  # noqa: F401  (registers `odisr models list|download|info`)
     from odisr.cli import verify as _verify  # noqa: F401  (registers `odisr verify`)
+    from odisr.cli import export as _export  # noqa: F401  (registers `odisr export`)
 
 
 _register_subcommands()

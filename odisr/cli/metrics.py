@@ -22,9 +22,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from odisr import metrics as M
 from odisr.cli.main import app
-from odisr.erp import NotERPError, check_erp
 from odisr.io import SUFFIXES, ImageReadError, read_image
 
 METRICS = ("ws_psnr", "ws_ssim", "psnr", "ssim")
@@ -131,6 +129,11 @@ def _image_files(folder: Path, option: str) -> list[Path]:
 
 # -------------------------------------------------------------------------------------------------------- scoring
 def _score_pair(hr: Path, sr: Path, y_channel: bool, crop_border: int, n_bands: int) -> PairScore:
+    # Imported here: odisr.erp loads torch (0.5 GB, seconds), which every `odisr` command — and every Dask worker
+    # process, which re-imports the `odisr` script — would otherwise pay for.
+    from odisr import metrics as M
+    from odisr.erp import NotERPError, check_erp
+
     result = PairScore(str(hr), str(sr))
     try:
         ref, img = read_image(hr), read_image(sr)

@@ -20,6 +20,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from odisr.cli.export_options import Format, Layout, Quality
 from odisr.cli.main import app
 
 if TYPE_CHECKING:
@@ -59,6 +60,9 @@ Report = Annotated[
     Path | None,
     typer.Option("--report", help="When the run ends, write the store's HTML report here (previews next to it)."),
 ]
+ExportDir = Annotated[
+    str | None, typer.Option("--export-dir", help="Also export each pair as it completes (as `odisr export`).")
+]
 
 
 @app.command("run")
@@ -79,8 +83,15 @@ def run_command(
     overwrite: Overwrite = False,
     fetch_samples: FetchSamples = False,
     report: Report = None,
+    export_dir: ExportDir = None,
+    format: Format = "jpg",  # noqa: A002  (the option's name)
+    quality: Quality = 95,
+    layout: Layout = "erp",
 ) -> None:
-    """Super-resolve every image found into STORE.zarr (resumable: complete images are skipped)."""
+    """Super-resolve every image found into STORE.zarr (resumable: complete images are skipped).
+
+    With --export-dir, each pair is also exported (--format, --quality, --layout) as soon as it completes.
+    """
     from pipelines.batch_sr import canonical_model_name
 
     console = Console(stderr=True)
@@ -89,10 +100,12 @@ def run_command(
         cfg = _config(config, model=model, scale=scale, ratio=ratio, tile=tile, halo=halo, device=device)
         weight_files = _weights_for([cfg.model], weights)
         sources = _sources(inputs, fetch_samples)
+        export = _export_plan(export_dir, format=format, quality=quality, layout=layout)
     summary, dashboard = _execute(console, sources, out, cfg, [cfg.model], weight_files, overwrite=overwrite,
-                                  cluster=(scheduler, workers, threads_per_worker))  # fmt: skip
+                                  cluster=(scheduler, workers, threads_per_worker), export=export)  # fmt: skip
     _finish(console, out, report, dashboard, local=scheduler is None)
-    raise typer.Exit(1 if summary.failed else 0)
+    failed = summary.failed or (summary.exports is not None and summary.exports.failed)
+    raise typer.Exit(1 if failed else 0)
 
 
 @app.command("evaluate")
@@ -229,6 +242,15 @@ def _sources(inputs: list[str] | None, fetch_samples: bool) -> list[Any]:
     return sources
 
 
+def _export_plan(export_dir: str | None, **options: Any) -> tuple[str, Any] | None:
+    """``(folder, ExportRequest)`` for ``--export-dir`` (None without it); bad options fail before any work."""
+    if export_dir is None:
+        return None
+    from odisr.export import ExportRequest
+
+    return export_dir, ExportRequest(**options)
+
+
 def _samples() -> list[str]:
     from odisr.samples import fetch_samples
 
@@ -248,6 +270,7 @@ def _execute(
     degrade: str | None = None,
     lr_sources: dict[str, Any] | None = None,
     dataset: str | None = None,
+    export: tuple[str, Any] | None = None,
 ) -> tuple[Any, str]:
     """Validate the models and the store, start the cluster, run the job, print the summary; returns it and the
     Dask dashboard's URL."""
@@ -272,15 +295,18 @@ def _execute(
             batch_size=cfg.batch_size, amp=cfg.amp, degrade=degrade, dataset=dataset,
         )  # fmt: skip
         command = shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]])
-        job = Job(sources, out, choices, settings, command, overwrite, lr_sources)
+        job = Job(sources, out, choices, settings, command, overwrite, lr_sources, export)
         try:
             summary = run_job(job, client, progress=console.is_terminal)
         except cl.ClusterError as exc:  # the scheduler went away mid-run
             logging.getLogger("distributed").setLevel(logging.CRITICAL)  # not its reconnect tracebacks on close
             _fail(console, str(exc), code=3)
-    for source, model, error in summary.failures:
+    exports = summary.exports.failures if summary.exports is not None else []
+    for source, model, error in [*summary.failures, *((s, m, f"export: {e}") for s, m, e in exports)]:
         console.print(f"[red]failed[/] {escape(f'{source} [{model}]: {error}')}", highlight=False)
     console.print(f"odisr: {summary.line()}", highlight=False)
+    if summary.exports is not None:
+        console.print(f"odisr: {summary.exports.line()} → {escape(export[0])}", highlight=False)
     return summary, dashboard
 
 
