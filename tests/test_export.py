@@ -230,12 +230,15 @@ def test_tiff_export_streams_the_store_band_by_band(tmp_path):
 def test_over_the_webp_limit_fails_naming_it_and_the_others_export(scheduler, tmp_path):
     path = str(tmp_path / "s.zarr")
     st.open_store(path)
-    for key, shape in (("wide", (8192, 16384)), ("small", (64, 128))):  # the wide one: metadata only, no chunks
+    for key, shape in (("wide", (8192, 16384)), ("small", (64, 128))):
         group = st.begin_pair(path, key, MODEL, {"source": f"/data/{key}.png"})
         array = st.create_sr(group, shape, 1024)
-        if key == "small":
-            array[...] = np.full((64, 128, 3), 200, np.uint8)
-        st.complete_pair(st.RegionSink(group, array), {})
+        if key == "wide":  # metadata only, no chunks: the limit is checked before any pixel is read
+            group.attrs["status"] = st.COMPLETE
+            continue
+        sink = st.RegionSink(group, array)
+        sink[0:64, 0:128] = np.full((64, 128, 3), 200, np.uint8)
+        st.complete_pair(sink, {})
     code, output = export(Path(path), tmp_path / "out", scheduler, "--format", "webp")
     assert code == 1, output
     assert "1 exported, 1 failed" in output and "/data/wide.png" in output and "16,383" in output
