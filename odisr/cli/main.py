@@ -33,6 +33,7 @@ def _register_subcommands() -> None:
     from odisr.cli import run as _run  # noqa: F401  (registers `odisr run` and `odisr evaluate`)
     from odisr.cli import report as _report  # noqa: F401  (registers `odisr report`)
     from odisr.cli import models as _models  # noqa: F401  (registers `odisr models list|download|info`)
+    from odisr.cli import train as _train  # noqa: F401  (registers `odisr train`)
 
 
 _register_subcommands()
