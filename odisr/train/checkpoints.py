@@ -4,7 +4,8 @@ A checkpoint of iteration ``k`` is three files, each written atomically, then ``
 
 * ``iter_k.pth`` — ``{"params": weights, "params_ema": EMA weights}``, tensors only: the official BasicSR layout,
   so :func:`odisr.models.load` (architecture detected, ``params_ema`` taken) and the authors' code load it;
-* ``iter_k.safetensors`` — the EMA weights, with the model name, iteration and γ in the header metadata;
+* ``iter_k.safetensors`` — the EMA weights; the header metadata ``odisr`` holds JSON with the model name,
+  iteration and γ;
 * ``state_k.pt`` — everything ``--resume`` needs to continue bit-identically: network, EMA, optimiser, schedule,
   gradient scaler, the RNG streams (torch CPU and CUDA of every rank, the patch sampler's generator) and the
   iteration (the data position: the sampler's generator state fixes every later batch). It holds only tensors
@@ -16,6 +17,7 @@ good checkpoint.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -43,8 +45,10 @@ def _cpu(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 
 def _save_torch(path: Path, obj: Any) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+    # through a file object: torch.save names the zip's records after a path it is given, and the temporary
+    # file's random name would make two identical checkpoints differ byte for byte
+    with atomic_path(path) as tmp, tmp.open("wb") as f:
+        torch.save(obj, f)
 
 
 def save_checkpoint(
@@ -66,7 +70,9 @@ def save_checkpoint(
         raise NonFiniteError(f"iteration {iteration}: non-finite weights in {bad[:5]}; checkpoint not written")
     params, params_ema = _cpu(params), _cpu(params_ema)
     _save_torch(run.weights_file(iteration), {"params": params, "params_ema": params_ema})
-    save_state_dict(run.weights_file(iteration, ".safetensors"), params_ema, metadata=dict(metadata))
+    # one metadata entry: safetensors writes its header's metadata map in an arbitrary order (a hash map)
+    header = {"odisr": json.dumps(dict(metadata), sort_keys=True)}
+    save_state_dict(run.weights_file(iteration, ".safetensors"), params_ema, metadata=header)
     _save_torch(run.state_file(iteration), dict(state))
     return run.set_latest(iteration)
 

@@ -145,26 +145,24 @@ class PatchSampler:
             raise DataError(f"LR panoramas {small} (sizes {[shapes[i] for i in small]}) are smaller than the "
                             f"{patch} px patch; lower data.patch")  # fmt: skip
         self.patch, self.flip, self.roll = patch, flip, roll
-        self.widths = [w if roll else w - patch + 1 for _, w in shapes]
-        self.row_probs = []
-        totals = []
+        self.widths = np.array([w if roll else w - patch + 1 for _, w in shapes])
+        self.row_cdfs, totals = [], []
         for (h, _), width in zip(shapes, self.widths):
             area = _patch_areas(h, patch) if sampling == "sphere" else np.full(h - patch + 1, float(patch))
             totals.append(area.sum() * width)
-            self.row_probs.append(area / area.sum())
+            self.row_cdfs.append(np.cumsum(area) / area.sum())
         self.image_probs = np.asarray(totals) / np.sum(totals)
         self.rng = np.random.Generator(np.random.PCG64(seed))
 
     def draw(self, n: int) -> list[PatchSpec]:
         """``n`` patch positions (the whole global batch: the same on every rank)."""
         images = self.rng.choice(len(self.image_probs), size=n, p=self.image_probs)
-        specs = []
-        for i in images:
-            y0 = int(self.rng.choice(len(self.row_probs[i]), p=self.row_probs[i]))
-            x0 = int(self.rng.integers(self.widths[i]))
-            flip = bool(self.rng.integers(2)) if self.flip else False
-            specs.append(PatchSpec(int(i), y0, x0, flip))
-        return specs
+        u = self.rng.random(n)
+        rows = [min(int(np.searchsorted(self.row_cdfs[i], v, side="right")), len(self.row_cdfs[i]) - 1)
+                for i, v in zip(images, u)]  # fmt: skip
+        cols = self.rng.integers(self.widths[images])
+        flips = self.rng.integers(2, size=n) if self.flip else np.zeros(n, dtype=int)
+        return [PatchSpec(int(i), y, int(x), bool(f)) for i, y, x, f in zip(images, rows, cols, flips)]
 
     def state_dict(self) -> dict[str, Any]:
         """The generator's state (plain ints and strings: loads with ``torch.load(weights_only=True)``)."""

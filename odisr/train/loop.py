@@ -166,7 +166,8 @@ class Trainer:
         batch = make_batch(self.pairs, specs, self.shard, cfg.data.patch, self.net.scale, self.device)
         loss, stats = self._loss(model, batch)
         if not math.isfinite(stats[0]):
-            raise NonFiniteError(f"iteration {iteration}: the loss is {stats[0]} (pixel {stats[1]}, ratio {stats[2]})")
+            ratio = "" if math.isnan(stats[2]) and self.probe.mixers == [] else f", ratio loss {stats[2]}"
+            raise NonFiniteError(f"iteration {iteration}: the loss is {stats[0]} (pixel loss {stats[1]}{ratio})")
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         if cfg.optim.grad_clip is not None:
@@ -274,8 +275,9 @@ class Trainer:
                 "scaler": self.scaler.state_dict(), "sampler": self.sampler.state_dict(), "rng": rng,
                 "config": self.cfg.dump(),
             }  # fmt: skip
-            metadata = {"odisr.weights": "params_ema" if self.cfg.ema else "params", "odisr.model": self.cfg.model,
-                        "odisr.iteration": str(iteration), "odisr.ratio": str(getattr(self.net, "ratio", ""))}
+            metadata = {"weights": "params_ema" if self.cfg.ema else "params", "model": self.cfg.model,
+                        "model_args": self.cfg.model_args, "iteration": iteration,
+                        "ratio": getattr(self.net, "ratio", None)}
             latest = save_checkpoint(self.run_dir, iteration, self.net.state_dict(), self.ema.module.state_dict(),
                                      state, metadata)  # fmt: skip
             self.run_dir.update_status(iteration=iteration, latest=latest)
@@ -285,7 +287,7 @@ class Trainer:
         latest = self.run_dir.latest()
         kept = f"the latest checkpoint is iteration {latest['iteration']}" if latest else "no checkpoint was written"
         message = f"stopped: {reason}; {kept} ({self.run_dir.checkpoints})"
-        log.error(message)
+        log.info(message)
         if self.dist.is_main:
             self.run_dir.update_status(status="stopped", stopped_at=iteration, message=message, ended=_now())
         return TrainResult("stopped", iteration, latest, message)
