@@ -52,11 +52,23 @@ def _train(cfg_file: Path, out: Path, *args: str) -> tuple[int, str]:
     return result.exit_code, result.output
 
 
-def test_camixer_run_writes_official_checkpoints_and_metrics(panoramas, tmp_path: Path) -> None:
-    cfg = load_train_config(_config(tmp_path, panoramas, optim__iterations=4, val_every=2))
-    result = train(cfg, tmp_path / "run", progress=False)
-    run = RunDir(tmp_path / "run")
+@pytest.fixture(scope="module")
+def tiny_run(panoramas, tmp_path_factory) -> RunDir:
+    """A tiny CAMixerSR ×2 trained 4 iterations, validated at 0, 2 and 4, checkpoints at 2 and 4."""
+    root = tmp_path_factory.mktemp("tiny")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        cfg = load_train_config(_config(root, panoramas, optim__iterations=4, val_every=2))
+        result = train(cfg, root / "run", progress=False)
+    finally:
+        torch.set_num_threads(threads)
     assert result.status == "finished" and result.latest["iteration"] == 4
+    return RunDir(root / "run")
+
+
+def test_camixer_run_writes_official_checkpoints_and_metrics(tiny_run: RunDir, tmp_path: Path) -> None:
+    run = tiny_run
     assert sorted(p.name for p in run.checkpoints.iterdir()) == [
         "iter_0000002.pth", "iter_0000002.safetensors", "iter_0000004.pth", "iter_0000004.safetensors",
         "latest.json", "state_0000004.pt"]  # fmt: skip
@@ -89,8 +101,45 @@ def test_camixer_run_writes_official_checkpoints_and_metrics(panoramas, tmp_path
     assert "val WS-PSNR" in report.output and "attention fraction" in report.output
     html = (tmp_path / "r.html").read_text()
     assert "Training curves" in html and "data:image/png;base64," in html
-    again, output = _train(tmp_path / "train.yaml", run.root)
+    again, output = _train(run.root / "config.yaml", run.root)
     assert again == 2 and "already holds a training run" in output
+
+
+@pytest.fixture(scope="module")
+def scheduler():
+    from distributed import LocalCluster
+
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster:
+        yield cluster.scheduler_address
+
+
+def test_checkpoints_run_through_odisr_run_and_evaluate(tiny_run: RunDir, panoramas, scheduler, tmp_path: Path):
+    """A checkpoint of `odisr train` is a --model for `odisr run` and `odisr evaluate` (architecture detected)."""
+    import zarr
+
+    from odisr import upscale
+    from odisr.degrade import bicubic_erp
+    from odisr.io import read_image, write_image
+
+    ckpt = tiny_run.weights_file(4)
+    hr = read_image(panoramas["val"][0])
+    (tmp_path / "lr").mkdir()
+    lr = write_image(tmp_path / "lr" / "pano.png", bicubic_erp(hr, 2))
+    runner = CliRunner()
+    done = runner.invoke(app, ["run", str(lr), "--out", str(tmp_path / "run.zarr"), "--model", str(ckpt),
+                               "--config", "odi_x2", "--tile", "16", "--scheduler", scheduler], catch_exceptions=False)
+    assert done.exit_code == 0, done.output
+    (pair,) = [g for _, image in zarr.open_group(str(tmp_path / "run.zarr"), mode="r")["images"].groups()
+               for _, g in image.groups()]  # fmt: skip
+    expected = upscale(read_image(lr), load(ckpt), mode="odi", tile=16, device="cpu")
+    np.testing.assert_array_equal(pair["sr"][...], expected)
+    scored = runner.invoke(app, ["evaluate", str(panoramas["val"][0]), "--out", str(tmp_path / "eval.zarr"),
+                                 "--model", str(ckpt), "--model", "bicubic", "--scale", "2", "--config", "odi_x2",
+                                 "--scheduler", scheduler], catch_exceptions=False)  # fmt: skip
+    assert scored.exit_code == 0, scored.output
+    metrics = {m: g.attrs["metrics"] for _, image in zarr.open_group(str(tmp_path / "eval.zarr"), mode="r")["images"]
+               .groups() for m, g in image.groups()}  # fmt: skip
+    assert len(metrics) == 2 and all(np.isfinite(m["ws_psnr"]) for m in metrics.values())
 
 
 def test_ratio_loss_moves_the_routing_towards_gamma(panoramas, tmp_path: Path) -> None:

@@ -46,14 +46,13 @@ Unknown keys and bad values are errors naming the file and the dotted key (:clas
 from __future__ import annotations
 
 import copy
-import re
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from odisr.config import PRESETS_DIR
+from odisr.config import PRESETS_DIR, check_amp, check_device
 
 __all__ = [
     "DataConfig",
@@ -65,9 +64,6 @@ __all__ = [
     "load_train_config",
     "resolve_config_file",
 ]
-
-_DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
-
 
 class TrainConfigError(ValueError):
     """A training configuration that cannot be used; the message names the file, the key and the fix."""
@@ -151,20 +147,8 @@ class TrainConfig(_Section):
     checkpoint_every: int = Field(default=500, ge=1)
     val_every: int | None = Field(default=500, ge=1)
 
-    @field_validator("device")
-    @classmethod
-    def _known_device(cls, value: str) -> str:
-        if not _DEVICE.match(value):
-            raise ValueError("must be auto, cpu, cuda, cuda:N or mps")
-        return value
-
-    @field_validator("amp", mode="before")
-    @classmethod
-    def _known_amp(cls, value: Any) -> Any:
-        numeric = isinstance(value, (int, float)) and not isinstance(value, bool)  # 1 == True, 0.0 == False
-        if numeric or value not in (False, True, "fp16", "bf16"):
-            raise ValueError("must be false, true, fp16 or bf16")
-        return value
+    _known_device = field_validator("device")(classmethod(lambda cls, value: check_device(value)))
+    _known_amp = field_validator("amp", mode="before")(classmethod(lambda cls, value: check_amp(value)))
 
     @model_validator(mode="after")
     def _model_is_buildable(self) -> TrainConfig:
