@@ -38,6 +38,7 @@ def train_panoramas(shared: Path, tmp_path_factory) -> list[Path]:
     return make_panoramas(shared, tmp_path_factory.mktemp("panos"), ("hohonet_pano.png", "vrview_petra.jpg"), 64)
 
 
+@pytest.mark.slow
 def test_two_processes_match_one_process(train_panoramas, tmp_path: Path) -> None:
     cfg = write_config(tmp_path / "awsrn.yaml", tiny_config(
         train_panoramas, [], **AWSRN, data__batch=4, optim__iterations=10, checkpoint_every=10, threads=1))  # fmt: skip
@@ -56,6 +57,7 @@ def test_two_processes_match_one_process(train_panoramas, tmp_path: Path) -> Non
     assert losses[0] == pytest.approx(losses[1], rel=1e-5, abs=1e-7)
 
 
+@pytest.mark.slow
 def test_camixer_trains_under_torchrun(train_panoramas, tmp_path: Path) -> None:
     cfg = write_config(tmp_path / "camixer.yaml", tiny_config(
         train_panoramas, [], data__batch=4, optim__iterations=3, checkpoint_every=3, threads=1))  # fmt: skip

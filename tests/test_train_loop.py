@@ -113,6 +113,7 @@ def scheduler():
         yield cluster.scheduler_address
 
 
+@pytest.mark.slow
 def test_checkpoints_run_through_odisr_run_and_evaluate(tiny_run: RunDir, panoramas, scheduler, tmp_path: Path):
     """A checkpoint of `odisr train` is a --model for `odisr run` and `odisr evaluate` (architecture detected)."""
     import zarr

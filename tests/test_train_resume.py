@@ -14,6 +14,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import torch
 
 from odisr.train import RunDir
@@ -31,6 +32,7 @@ def _rows_written(metrics: Path) -> int:
         return 0
 
 
+@pytest.mark.slow
 def test_sigkill_then_resume_is_bit_identical(shared: Path, tmp_path: Path) -> None:
     train = make_panoramas(shared, tmp_path / "panos", ("hohonet_pano.png", "vrview_petra.jpg"), 64)
     cfg = write_config(tmp_path / "train.yaml", tiny_config(

@@ -4,7 +4,8 @@ Pairs
     Every panorama is read once (the same sources as ``odisr run``, plus ``samples:<split>`` for the named splits
     of the sample panoramas in ``data/erp_split.json``), checked to be 2:1, and degraded once as a whole —
     ERP-aware bicubic or OSRT's fisheye (:mod:`odisr.degrade`) — so that patches are cut from exactly the LR images
-    ``odisr evaluate`` scores. The pairs stay decoded in memory (``1.25 × 3`` bytes per HR pixel at ×2).
+    ``odisr evaluate`` scores. The pairs stay decoded in memory (``1.25 × 3`` bytes per HR pixel at ×2, in every
+    process of a distributed run): the training set must fit in memory.
 
 Patches (:class:`PatchSampler`)
     A patch is ``patch × patch`` LR pixels at LR row ``y0`` and column ``x0`` and the aligned ``s·patch`` HR square.

@@ -75,12 +75,15 @@ def train(cfg: TrainConfig, out: str | Path, *, resume: bool = False, progress: 
         odisr.train.data.DataError, odisr.sources.SourceError: unusable training data.
         odisr.models.WeightsError, FileNotFoundError: ``init`` weights that cannot be loaded.
     """
+    run = RunDir(out)
+    if not resume and run.started():  # before loading anything: say it at once
+        raise RunError(f"{run.root} already holds a training run; pass --resume to continue it, or choose another --out")
     dist = Dist.from_env()
     if cfg.threads is not None:
         torch.set_num_threads(cfg.threads)
     device = dist.start(resolve_device(cfg.device))
     try:
-        return Trainer(cfg, RunDir(out), dist, device, progress=progress).run(resume=resume)
+        return Trainer(cfg, run, dist, device, progress=progress).run(resume=resume)
     finally:
         dist.stop()
 
@@ -219,11 +222,8 @@ class Trainer:
 
     # ----------------------------------------------------------------------------------- start, stop, resume
     def _begin(self) -> int:
-        """Start a new run in an empty (or new) run directory; returns the first iteration (0)."""
-        if self.run_dir.started():
-            raise RunError(f"{self.run_dir.root} already holds a training run; pass --resume to continue it, "
-                           "or choose another --out")  # fmt: skip
-        self.dist.barrier()  # every rank has checked before rank 0 writes
+        """Start a new run in an empty (or new) run directory (checked by :func:`train`); returns iteration 0."""
+        self.dist.barrier()  # every rank has checked the directory before rank 0 writes
         if self.dist.is_main:
             self.run_dir.root.mkdir(parents=True, exist_ok=True)
             self.run_dir.config_file.write_text(yaml.safe_dump(self.cfg.dump(), sort_keys=False), encoding="utf-8")
