@@ -95,7 +95,8 @@ def test_shards_of_two_ranks_make_the_single_process_batch() -> None:
     whole = make_batch(pairs, specs, slice(0, 4), 8, 2, CPU)
     halves = [make_batch(pairs, specs, slice(i, i + 2), 8, 2, CPU) for i in (0, 2)]
     for field in ("lr", "hr", "condition", "row_weights"):
-        torch.testing.assert_close(torch.cat([getattr(h, field) for h in halves]), getattr(whole, field), rtol=0, atol=0)
+        joined = torch.cat([getattr(h, field) for h in halves])
+        torch.testing.assert_close(joined, getattr(whole, field), rtol=0, atol=0)
     assert halves[0].weight_mean == halves[1].weight_mean == whole.weight_mean
     assert whole.lr.shape == (4, 3, 8, 8) and whole.hr.shape == (4, 3, 16, 16)
     assert 0.0 <= float(whole.lr.min()) and float(whole.hr.max()) <= 1.0

@@ -65,7 +65,8 @@ def test_camixer_trains_under_torchrun(train_panoramas, tmp_path: Path) -> None:
     result = torchrun(cfg, run.root)
     assert result.returncode == 0, result.stderr + result.stdout
     rows = read_metrics(run.metrics_file)  # no val panoramas: no row 0
-    assert [r["iteration"] for r in rows] == [1, 2, 3] and all(r["ratio_loss"] is not None and 0 <= r["mask_mean"] <= 1 for r in rows)
+    assert [r["iteration"] for r in rows] == [1, 2, 3]
+    assert all(r["ratio_loss"] is not None and 0 <= r["mask_mean"] <= 1 for r in rows)
     assert run.latest()["iteration"] == 3 and run.status()["world_size"] == 2
 
 

@@ -21,7 +21,7 @@ TINY_CAMIXER = {"model": "camixersr-light-x2", "model_args": {"n_feats": 8, "n_b
 
 
 def make_panoramas(shared: Path, out: Path, names: tuple[str, ...], height: int) -> list[Path]:
-    """Real panoramas of ``shared/data/erp`` shrunk to ``2·height × height`` (ERP-aware bicubic) as PNGs in ``out``."""
+    """Real panoramas of ``shared/data/erp`` shrunk to ``2·height × height`` (ERP-aware bicubic), PNGs in ``out``."""
     out.mkdir(parents=True, exist_ok=True)
     paths = []
     for name in names:

@@ -90,7 +90,8 @@ def _resume_config(out: Path, config: str | None, overrides: list[str], device: 
 
     saved = RunDir(out).config_file
     if not saved.is_file():
-        raise TrainConfigError(f"{out}: no training run to resume ({saved.name} is missing); start one without --resume")
+        raise TrainConfigError(f"{out}: no training run to resume ({saved.name} is missing); "
+                               "start one without --resume")  # fmt: skip
     reference = _flat(load_train_config(saved).dump())
     cfg = load_train_config(saved, overrides, device=device)
     candidates = [("--set", cfg)] + ([(config, load_train_config(config, overrides, device=device))] if config else [])

@@ -45,9 +45,9 @@ class TrainingReport:
 
     def series(self, column: str) -> tuple[list[float], list[float]]:
         """``(iterations, values)`` of the rows where ``column`` has a finite value."""
-        pairs = [(r["iteration"], r[column]) for r in self.rows if r.get(column) is not None and r["iteration"] is not None
-                 and math.isfinite(r[column])]  # fmt: skip
-        return [p[0] for p in pairs], [p[1] for p in pairs]
+        pairs = [(r["iteration"], r.get(column)) for r in self.rows]
+        kept = [(i, v) for i, v in pairs if i is not None and v is not None and math.isfinite(v)]
+        return [p[0] for p in kept], [p[1] for p in kept]
 
     def tail_mean(self, column: str, share: float = 0.1) -> float | None:
         """Mean of ``column`` over the last ``share`` of the training rows (None when it has no values)."""

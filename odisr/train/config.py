@@ -227,7 +227,8 @@ def read_yaml_mapping(file: Path) -> dict[str, Any]:
     except OSError as exc:
         raise TrainConfigError(f"{file}: cannot read the config ({exc})") from None
     if not isinstance(data, dict):
-        raise TrainConfigError(f"{file}: expected a mapping of keys (model, data, optim, ...), got {type(data).__name__}")
+        kind = type(data).__name__
+        raise TrainConfigError(f"{file}: expected a mapping of keys (model, data, optim, ...), got {kind}")
     return data
 
 

@@ -72,7 +72,8 @@ def split_names(split: str, manifest: Path = SPLITS) -> list[str]:
     """Sample names of ``split`` in the split manifest; ``DataError`` naming the known splits otherwise."""
     splits = json.loads(manifest.read_text(encoding="utf-8"))["splits"]
     if split not in splits:
-        raise DataError(f"{_SAMPLES_PREFIX}{split}: unknown split; known: {', '.join(_SAMPLES_PREFIX + s for s in splits)}")
+        known = ", ".join(_SAMPLES_PREFIX + s for s in splits)
+        raise DataError(f"{_SAMPLES_PREFIX}{split}: unknown split; known: {known}")
     return list(splits[split])
 
 
@@ -95,7 +96,9 @@ def find_inputs(items: Sequence[str]) -> list[Source]:
     return find_sources(expanded)
 
 
-def load_pairs(items: Sequence[str], scale: int, method: str, *, what: str, progress: bool = True) -> list[PanoramaPair]:
+def load_pairs(
+    items: Sequence[str], scale: int, method: str, *, what: str, progress: bool = True
+) -> list[PanoramaPair]:
     """Read and degrade every panorama of ``items`` (``what`` names the set in messages: "train", "val").
 
     Unreadable or non-2:1 files are skipped with a warning naming each; the rest are used.

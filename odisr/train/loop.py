@@ -1,5 +1,5 @@
-"""The training loop of ``odisr train``: patches → network → pixel loss (+ CAMixer's ratio loss) → Adam/AdamW step →
-EMA, with validation, checkpoints and exact resume.
+"""The training loop of ``odisr train``: patches → network → pixel loss (+ CAMixer's ratio loss) → Adam/AdamW
+step → EMA, with validation, checkpoints and exact resume.
 
 One iteration (:meth:`Trainer.step`): draw the global batch of patch positions, cut this rank's share, run the
 network in training mode (CAMixer draws its hard Gumbel-softmax routing and returns ``TrainOutput(sr,
@@ -77,7 +77,8 @@ def train(cfg: TrainConfig, out: str | Path, *, resume: bool = False, progress: 
     """
     run = RunDir(out)
     if not resume and run.started():  # before loading anything: say it at once
-        raise RunError(f"{run.root} already holds a training run; pass --resume to continue it, or choose another --out")
+        raise RunError(f"{run.root} already holds a training run; pass --resume to continue it, "
+                       "or choose another --out")  # fmt: skip
     dist = Dist.from_env()
     if cfg.threads is not None:
         torch.set_num_threads(cfg.threads)
@@ -104,11 +105,7 @@ class Trainer:
     def __init__(self, cfg: TrainConfig, run: RunDir, dist: Dist, device: torch.device, *, progress: bool) -> None:
         self.cfg, self.run_dir, self.dist, self.device, self.progress = cfg, run, dist, device, progress
         torch.manual_seed(cfg.seed)  # the same initial weights on every rank
-        net = build_network(cfg.model, cfg.model_args)
-        self.init_source = initial_weights(net, cfg.init)
-        if net.content_aware and cfg.ratio is not None:
-            net.set_ratio(cfg.ratio)  # type: ignore[operator]
-        self.net: SRModel = net.to(device).train()
+        self.net = self._network()
         self.ema = EMA(self.net, cfg.ema)  # before the probe: the copy must not carry its hooks
         self.probe = RoutingProbe(self.net)
         self.optimizer = make_optimizer(self.net, cfg.optim)
@@ -116,33 +113,50 @@ class Trainer:
         self.autocast = amp_dtype(device, cfg.amp)
         self.scaler = torch.amp.GradScaler(device.type, enabled=self.autocast == torch.float16)
         self.pixel_loss = PIXEL_LOSSES[cfg.loss.pixel]
-        data = cfg.data
-        show = progress and dist.is_main
-        self.pairs = load_pairs(data.train, self.net.scale, data.degrade, what="train", progress=show)
-        self.sampler = PatchSampler([p.lr.shape[:2] for p in self.pairs], data.patch, sampling=data.sampling,
-                                    flip=data.flip, roll=data.roll, seed=cfg.seed)  # fmt: skip
-        self.shard = dist.shard(data.batch)
-        val = load_pairs(data.val, self.net.scale, data.degrade, what="val", progress=show) if dist.is_main and data.val else []
-        self.validator = Validator(val, device=device, tile=data.val_tile)
+        self._load_data()
         self.seconds = 0.0
         torch.manual_seed(cfg.seed + dist.rank)  # each rank its own routing noise; rank 0 = a single process
+
+    def _network(self) -> SRModel:
+        """The network to train, initialised (``init``), with γ set, on the device in training mode."""
+        net = build_network(self.cfg.model, self.cfg.model_args)
+        self.init_source = initial_weights(net, self.cfg.init)
+        if net.content_aware and self.cfg.ratio is not None:
+            net.set_ratio(self.cfg.ratio)  # type: ignore[operator]
+        return net.to(self.device).train()
+
+    def _load_data(self) -> None:
+        """Training pairs and their patch sampler on every rank; validation pairs on rank 0."""
+        data, scale = self.cfg.data, self.net.scale
+        show = self.progress and self.dist.is_main
+        self.pairs = load_pairs(data.train, scale, data.degrade, what="train", progress=show)
+        self.sampler = PatchSampler([p.lr.shape[:2] for p in self.pairs], data.patch, sampling=data.sampling,
+                                    flip=data.flip, roll=data.roll, seed=self.cfg.seed)  # fmt: skip
+        self.shard = self.dist.shard(data.batch)
+        wanted = self.dist.is_main and data.val
+        val = load_pairs(data.val, scale, data.degrade, what="val", progress=show) if wanted else []
+        self.validator = Validator(val, device=self.device, tile=data.val_tile)
 
     # --------------------------------------------------------------------------------------------- the run
     def run(self, *, resume: bool) -> TrainResult:
         start = self._restore() if resume else self._begin()
         model = self.dist.wrap(self.net, unused=bool(self.dist.enabled and self._unused_parameters()))
-        history = MetricsLog(self.run_dir.metrics_file, resume_after=start if resume else None) if self.dist.is_main else None
+        history = None
+        if self.dist.is_main:
+            history = MetricsLog(self.run_dir.metrics_file, resume_after=start if resume else None)
         total = self.cfg.optim.iterations
         if start == 0:
             self._first_validation(history)
-        bar = tqdm(total=total, initial=start, desc="train", unit="it", disable=not (self.progress and self.dist.is_main))
+        show = self.progress and self.dist.is_main
+        bar = tqdm(total=total, initial=start, desc="train", unit="it", disable=not show)
         iteration = start
         try:
             for iteration in range(start + 1, total + 1):
                 row = self.step(model, iteration)
                 if self._due(self.cfg.val_every, iteration) and (scores := self._validate()) is not None:
                     row.update(val_ws_psnr=scores.ws_psnr, val_ws_ssim=scores.ws_ssim)
-                    bar.write(f"iteration {iteration}: val WS-PSNR {scores.ws_psnr:.3f} dB, WS-SSIM {scores.ws_ssim:.4f}")
+                    bar.write(f"iteration {iteration}: val WS-PSNR {scores.ws_psnr:.3f} dB, "
+                              f"WS-SSIM {scores.ws_ssim:.4f}")  # fmt: skip
                 if history is not None:
                     history.append(row)
                 if self._due(self.cfg.checkpoint_every, iteration):

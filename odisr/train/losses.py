@@ -3,8 +3,8 @@
 ``l1``: the mean absolute error over every element (BasicSR ``L1Loss``, the CAMixerSR configs).
 
 ``ws_l1``: OSRT's ``WSL1Loss`` (Yu et al., CVPR 2023; also in CAMixerSR's ``odisr/losses/odi_loss.py``):
-``Σ w(j)·|SR − HR| / Σ w(j)`` with ``w(j) = cos((j + 0.5 − H/2)·π/H)`` of each pixel's **absolute** row ``j`` in its
-full HR panorama of height ``H`` — the WS-PSNR weight, so that the loss counts each pixel by its area on the
+``Σ w(j)·|SR − HR| / Σ w(j)`` with ``w(j) = cos((j + 0.5 − H/2)·π/H)`` of each pixel's **absolute** row ``j``
+in its full HR panorama of height ``H`` — the WS-PSNR weight, so that the loss counts each pixel by its area on the
 sphere, as the metric does. Computed as ``mean(w·|SR − HR|) / w̄`` with ``w̄`` the mean weight over the global
 batch (:attr:`odisr.train.data.Batch.weight_mean`): on one process this is exactly the formula above, and under
 DDP the average of the ranks' losses is still the loss of the whole global batch (each rank alone would otherwise

@@ -20,7 +20,9 @@ from odisr.models.loading import load_strict
 __all__ = ["build_network", "initial_weights"]
 
 
-def build_network(model: str, model_args: Mapping[str, Any] | None = None, *, device: str | torch.device = "cpu") -> SRModel:
+def build_network(
+    model: str, model_args: Mapping[str, Any] | None = None, *, device: str | torch.device = "cpu"
+) -> SRModel:
     """The untrained network of registered ``model`` with ``model_args`` replacing its constructor arguments.
 
     ``device="meta"`` allocates nothing (used to validate configurations).

@@ -69,9 +69,10 @@ class RunDir:
             "safetensors": self.weights_file(iteration, ".safetensors").name,
             "state": self.state_file(iteration).name,
         }
-        missing = [name for key, name in record.items() if key != "iteration" and not (self.checkpoints / name).is_file()]
+        files = [name for key, name in record.items() if key != "iteration"]
+        missing = [name for name in files if not (self.checkpoints / name).is_file()]
         if missing:
-            raise FileNotFoundError(f"cannot mark iteration {iteration} as latest: {missing} missing in {self.checkpoints}")
+            raise FileNotFoundError(f"cannot mark iteration {iteration} as latest: {self.checkpoints} lacks {missing}")
         write_json(self.latest_file, record)
         for old in self.checkpoints.glob("state_*.pt"):
             if old.name != record["state"]:
