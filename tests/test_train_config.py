@@ -19,7 +19,7 @@ PRESETS = {
     "train_camixersr_light_x2": ("camixersr-light-x2", "l1", "adamw", 500000),
     "finetune_camixersr_s_x4_erp": ("camixersr-s-x4", "ws_l1", "adam", 200),
     "train_camixerosr_x4": ("camixersr-odi-x4", "l1", "adam", 500000),
-    "train_camixersr_small_x2_cpu": ("camixersr-light-x2", "ws_l1", "adam", 3000),
+    "train_camixersr_small_x2_cpu": ("camixersr-light-x2", "ws_l1", "adam", 2000),
 }
 BASE = "model: camixersr-light-x2\ndata: {train: [x/]}\n"
 

@@ -102,11 +102,14 @@ def curves_png(report: TrainingReport) -> bytes | None:
         return None
     fig = Figure(figsize=(9, 10), layout="constrained")
     loss_ax, val_ax, route_ax = fig.subplots(3, 1, sharex=True)
+    floors = []
     for column, label in (("loss", "total"), ("pixel_loss", "pixel"), ("ratio_loss", "ratio")):
         x, y = report.series(column)
         if x and any(v > 0 for v in y):
-            _noisy(loss_ax, x, y, label)
+            floors.append(_noisy(loss_ax, x, y, label))
     loss_ax.set(ylabel="loss", title="training loss", yscale="log")
+    if floors and min(floors) > 0:  # single steps with a ratio loss of ~0 would stretch the log axis to 1e-15
+        loss_ax.set_ylim(bottom=min(floors) / 10)
     x, y = report.series("val_ws_psnr")
     val_ax.plot(x, y, marker="o", label="EMA weights")
     for key, label, style in (("start_scores", "starting weights", ":"), ("bicubic_scores", "bicubic", "--")):
@@ -127,15 +130,17 @@ def curves_png(report: TrainingReport) -> bytes | None:
     return _png(fig)
 
 
-def _noisy(ax: Any, x: list[float], y: list[float], label: str) -> None:
-    """A per-iteration series: faint raw values and, for long runs, their running mean over ~1/50 of the run."""
+def _noisy(ax: Any, x: list[float], y: list[float], label: str) -> float:
+    """A per-iteration series: faint raw values and, for long runs, their running mean over ~1/50 of the run.
+    Returns the smallest value of the line drawn in full (the running mean, or the values themselves)."""
     window = max(1, len(y) // 50)
     if window == 1:
         ax.plot(x, y, label=label, lw=0.8)
-        return
+        return min(y)
     (line,) = ax.plot(x, y, lw=0.5, alpha=0.25)
     mean = np.convolve(y, np.ones(window) / window, mode="valid")
     ax.plot(x[window - 1 :], mean, color=line.get_color(), label=f"{label} (mean of {window})")
+    return float(mean.min())
 
 
 def _summary_html(report: TrainingReport) -> str:

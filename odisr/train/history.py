@@ -7,8 +7,10 @@ Columns (:data:`COLUMNS`):
 ``loss``               total loss = pixel loss + ratio_weight · ratio loss (mean over the ranks)
 ``pixel_loss``         L1 or WS-L1 (:mod:`odisr.train.losses`)
 ``ratio_loss``         the network's ratio loss (CAMixer; empty for other networks)
-``mask_mean``          training mask mean: share of windows whose hard Gumbel decision was attention
-``attention_fraction`` share of windows the inference rule would send to attention, keep/N (should approach γ)
+``mask_mean``          training mask mean: share of windows whose hard Gumbel decision was attention (the ratio
+                       loss pulls it to 0.5; the official noisy inference keeps ~2γ·mask_mean of the windows)
+``attention_fraction`` share of windows odisr's deterministic inference rule would send to attention, keep/N
+                       (:mod:`odisr.train.routing` explains why it can differ from γ)
 ``lr``                 learning rate of the step
 ``it_per_s``           iterations per second of this step (wall clock, data included)
 ``seconds``            training wall time so far (validation and checkpoints excluded)

@@ -5,8 +5,15 @@ gradients, and the ratio loss ``2γ·(mean mask − 0.5)²`` (spec ``CAMIXERSR.m
 towards 0.5. At inference the same network keeps ``keep = min(int(N·r·2γ), N)`` windows per block and image
 (``N`` at γ = 1), ``r`` being the fraction of windows whose attention probability exceeds 0.5
 (:func:`odisr.models.archs.camixer_common.keep_counts`); ``keep / N`` is the **attention fraction** the trained
-network will spend, and the quantity that should approach γ. Both are read here without touching the model code:
-the mask from each mixer's ``selection``, the probabilities from a forward hook on each mixer's predictor.
+network will spend under odisr's deterministic rule. Both are read here without touching the model code: the mask
+from each mixer's ``selection``, the probabilities from a forward hook on each mixer's predictor.
+
+The two need not agree. The Gumbel sample takes the probabilities as logits, so a window goes to attention with
+probability ``σ(2p − 1)`` ∈ [0.27, 0.73], and the loss pins the mean of that to 0.5. The official (noisy) inference
+sets ``r`` to the mean of such a sample, so it keeps ``2γ·(mask mean)·N ≈ γN`` windows on average. odisr's
+noise-free rule counts the windows with ``p > 0.5`` instead, which the loss does not control: a block whose windows
+all have ``p ≈ 1`` (decision probability 0.73) balances three blocks with ``p ≈ 0.35`` (0.43 each), so the mask mean
+is 0.5 while keep/N is 0.25 — observed for 700 iterations in the README's CPU run.
 """
 
 from __future__ import annotations
