@@ -183,7 +183,7 @@ class Trainer:
         batch = make_batch(self.pairs, specs, self.shard, cfg.data.patch, self.net.scale, self.device)
         loss, stats = self._loss(model, batch)
         if not math.isfinite(stats[0]):
-            ratio = "" if math.isnan(stats[2]) and self.probe.mixers == [] else f", ratio loss {stats[2]}"
+            ratio = f", ratio loss {stats[2]}" if self.probe.mixers else ""
             raise NonFiniteError(f"iteration {iteration}: the loss is {stats[0]} (pixel loss {stats[1]}{ratio})")
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
