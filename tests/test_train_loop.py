@@ -166,6 +166,19 @@ def test_ratio_loss_moves_the_routing_towards_gamma(panoramas, tmp_path: Path) -
     assert rows[0]["attention_fraction"] == 1.0 and min(r["attention_fraction"] for r in rows) < 1.0
 
 
+def test_camixerosr_trains_on_fisheye_lr_with_the_latitude_condition(panoramas, tmp_path: Path) -> None:
+    cfg = _config(tmp_path, panoramas, model="camixersr-odi-x2", model_args={"n_feats": 8, "n_block": [2, 2],
+                  "n_group": 2}, data__degrade="fisheye", optim__iterations=2, checkpoint_every=2)  # fmt: skip
+    code, output = _train(cfg, tmp_path / "run")
+    assert code == 0, output
+    run = RunDir(tmp_path / "run")
+    rows = read_metrics(run.metrics_file)
+    assert [r["iteration"] for r in rows] == [0, 1, 2] and rows[2]["ratio_loss"] is not None
+    net = load(run.weights_file(2))
+    assert net.architecture == "camixer_osr" and net.uses_latitude and net.scale == 2
+    assert run.status()["bicubic_scores"]["ws_psnr"] > 20  # the val pair was made by the fisheye degradation
+
+
 @pytest.mark.parametrize(
     ("model", "args", "arch"),
     [
