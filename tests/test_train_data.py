@@ -16,7 +16,7 @@ from odisr.erp import latitude, latitude_weights
 from odisr.io import write_image
 from odisr.train.data import DataError, PanoramaPair, PatchSampler, PatchSpec, cut, load_pairs, make_batch
 from odisr.train.losses import l1, ws_l1
-from tests.train_support import make_panoramas
+from train_support import make_panoramas
 
 CPU = torch.device("cpu")
 

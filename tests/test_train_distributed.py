@@ -22,7 +22,7 @@ import torch
 
 from odisr.train import RunDir
 from odisr.train.history import read_metrics
-from tests.train_support import make_panoramas, odisr_env, odisr_train, tiny_config, write_config
+from train_support import make_panoramas, odisr_env, odisr_train, tiny_config, write_config
 
 AWSRN = {"model": "awsrn-s-x2", "model_args": {"n_resblocks": 1, "n_feats": 8, "block_feats": 16, "n_awru": 2}}
 

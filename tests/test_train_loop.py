@@ -21,7 +21,7 @@ from odisr.models.archs.camixersr import CAMixerSR
 from odisr.train import RunDir, load_train_config, train
 from odisr.train.history import COLUMNS, read_metrics
 from odisr.train.network import build_network
-from tests.train_support import TINY_CAMIXER, make_panoramas, tiny_config, write_config
+from train_support import TINY_CAMIXER, make_panoramas, tiny_config, write_config
 
 
 @pytest.fixture(scope="module")

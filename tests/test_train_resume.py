@@ -19,7 +19,7 @@ import torch
 
 from odisr.train import RunDir
 from odisr.train.history import read_metrics
-from tests.train_support import make_panoramas, odisr_env, odisr_train, tiny_config, write_config
+from train_support import make_panoramas, odisr_env, odisr_train, tiny_config, write_config
 
 ITERATIONS = 24
 TIMING = {"it_per_s", "seconds"}  # the only columns allowed to differ
