@@ -34,6 +34,21 @@ PRESETS_DIR = shipped_folder("configs")
 _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
 
+def check_device(value: str) -> str:
+    """``value`` when it is a device setting odisr accepts: auto, cpu, cuda, cuda:N or mps (``ValueError`` else)."""
+    if not _DEVICE.match(value):
+        raise ValueError("must be auto, cpu, cuda, cuda:N or mps")
+    return value
+
+
+def check_amp(value: Any) -> Any:
+    """``value`` when it is an autocast setting: false, true, "fp16" or "bf16" (``ValueError`` else, also for 0/1)."""
+    numeric = isinstance(value, (int, float)) and not isinstance(value, bool)  # 1 == True, 0.0 == False
+    if numeric or value not in (False, True, "fp16", "bf16"):
+        raise ValueError("must be false, true, fp16 or bf16")
+    return value
+
+
 class ConfigError(ValueError):
     """A preset file that cannot be used; the message names the file, the key and the fix."""
 
@@ -56,17 +71,12 @@ class UpscaleConfig(BaseModel):
     @field_validator("device")
     @classmethod
     def _known_device(cls, value: str) -> str:
-        if not _DEVICE.match(value):
-            raise ValueError("must be auto, cpu, cuda, cuda:N or mps")
-        return value
+        return check_device(value)
 
     @field_validator("amp", mode="before")
     @classmethod
     def _known_amp(cls, value: Any) -> Any:
-        numeric = isinstance(value, (int, float)) and not isinstance(value, bool)  # 1 == True, 0.0 == False
-        if numeric or value not in (False, True, "fp16", "bf16"):
-            raise ValueError("must be false, true, fp16 or bf16")
-        return value
+        return check_amp(value)
 
     @model_validator(mode="after")
     def _scale_matches_model(self) -> UpscaleConfig:

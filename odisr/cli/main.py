@@ -35,6 +35,7 @@ def _register_subcommands() -> None:
     from odisr.cli import models as _models  # noqa: F401  (registers `odisr models list|download|info`)
     from odisr.cli import verify as _verify  # noqa: F401  (registers `odisr verify`)
     from odisr.cli import export as _export  # noqa: F401  (registers `odisr export`)
+    from odisr.cli import train as _train  # noqa: F401  (registers `odisr train`)
 
 
 _register_subcommands()

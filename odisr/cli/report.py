@@ -89,7 +89,10 @@ def _print(console: Console, report: StoreReport) -> None:
 
 @app.command("report")
 def report(
-    store: Annotated[str, typer.Argument(help="The odisr Zarr store (STORE.zarr) written by `odisr run`/`evaluate`.")],
+    store: Annotated[
+        str, typer.Argument(help="The odisr Zarr store (STORE.zarr) of `odisr run`/`evaluate`, or a training run "
+                                 "directory of `odisr train` (summary and training curves).")
+    ],
     html: Annotated[
         Path | None, typer.Option("--html", help="Write the HTML report here (previews in <name>_files/ next to it).")
     ] = None,
@@ -116,8 +119,14 @@ def report(
         NotAStoreError,
         write_report,
     )
+    from odisr.train.rundir import is_run_dir
 
     err = Console(stderr=True)
+    if is_run_dir(store):  # a training run directory of `odisr train`: its summary and curves
+        from odisr.cli.train import report_run
+
+        report_run(table_console(), err, store, html=html, csv=csv, json=json, markdown=markdown)
+        return
     try:
         result = write_report(store, html=html, csv=csv, json=json, markdown=markdown, previews=previews,
                               workers=workers)

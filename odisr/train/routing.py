@@ -1,0 +1,63 @@
+"""What CAMixer's routing did in a training step: the training mask mean and the inference attention fraction.
+
+In training mode every CAMixer draws a hard Gumbel-softmax mask per window (1 = attention) with straight-through
+gradients, and the ratio loss ``2γ·(mean mask − 0.5)²`` (spec ``CAMIXERSR.md`` §4) drives the **mask mean**
+towards 0.5. At inference the same network keeps ``keep = min(int(N·r·2γ), N)`` windows per block and image
+(``N`` at γ = 1), ``r`` being the fraction of windows whose attention probability exceeds 0.5
+(:func:`odisr.models.archs.camixer_common.keep_counts`); ``keep / N`` is the **attention fraction** the trained
+network will spend under odisr's deterministic rule. Both are read here without touching the model code: the mask
+from each mixer's ``selection``, the probabilities from a forward hook on each mixer's predictor.
+
+The two need not agree. The Gumbel sample takes the probabilities as logits, so a window goes to attention with
+probability ``σ(2p − 1)`` ∈ [0.27, 0.73], and the loss pins the mean of that to 0.5. The official (noisy) inference
+sets ``r`` to the mean of such a sample, so it keeps ``2γ·(mask mean)·N ≈ γN`` windows on average. odisr's
+noise-free rule counts the windows with ``p > 0.5`` instead, which the loss does not control: a block whose windows
+all have ``p ≈ 1`` (decision probability 0.73) balances three blocks with ``p ≈ 0.35`` (0.43 each), so the mask mean
+is 0.5 while keep/N is 0.25 — observed for 700 iterations in the README's CPU run.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from odisr.models.archs.camixer_common import CAMixer, keep_counts
+
+__all__ = ["RoutingProbe"]
+
+
+class RoutingProbe:
+    """Hooks on the predictors of every :class:`CAMixer` in ``net`` (a no-op for networks without any).
+
+    After a forward pass, :meth:`read` gives ``(mask_mean, attention_fraction)`` as a float tensor ``(2,)``, both
+    averaged over blocks and images (every block has the same number of windows), or None without CAMixers.
+    """
+
+    def __init__(self, net: nn.Module) -> None:
+        self.mixers = [m for m in net.modules() if isinstance(m, CAMixer)]
+        self._fractions: list[Tensor] = []
+        self._handles = [mixer.route.register_forward_hook(self._hook(mixer)) for mixer in self.mixers]
+
+    def _hook(self, mixer: CAMixer) -> Any:
+        def record(_module: nn.Module, _inputs: Any, outputs: tuple[Tensor, ...]) -> None:
+            p_attn = outputs[3][..., 0].detach()  # (B, N) attention probabilities
+            self._fractions.append(keep_counts(p_attn, mixer.ratio).float().mean() / p_attn.shape[1])
+
+        return record
+
+    def read(self) -> Tensor | None:
+        """``(mask_mean, attention_fraction)`` of the last forward pass (then forgotten), or None."""
+        if not self.mixers:
+            return None
+        fractions, self._fractions = self._fractions, []
+        masks = [m.selection.detach().float().mean() for m in self.mixers if m.selection is not None]
+        if not fractions or len(masks) != len(self.mixers):
+            raise RuntimeError("no routing recorded: run a forward pass of the network first")
+        return torch.stack([torch.stack(masks).mean(), torch.stack(fractions).mean()])
+
+    def close(self) -> None:
+        """Remove the hooks."""
+        for handle in self._handles:
+            handle.remove()
