@@ -142,7 +142,14 @@ def _table(table: Table, empty: str = "none", *, pager: int | None = None) -> st
             f"<tbody>\n{body}\n</tbody>\n</table>{notes}")
 
 
-def _figure(png: bytes, caption: str) -> str:
+def page(title: str, body: str, *, script: str = "") -> str:
+    """A whole, self-contained HTML page with the reports' style: ``title`` (escaped here), ``body`` (HTML), and an
+    inline ``script``."""
+    return _PAGE.substitute(title=escape(title), body=body, script=script)
+
+
+def figure(png: bytes, caption: str) -> str:
+    """An HTML <figure> holding ``png`` inline (base64) with ``caption`` as its alt text and caption."""
     data = base64.b64encode(png).decode("ascii")
     return (f"<figure><img src=\"data:image/png;base64,{data}\" alt=\"{escape(caption)}\">"
             f"<figcaption class=\"note\">{escape(caption)}</figcaption></figure>")
@@ -170,9 +177,9 @@ def _has_metrics(rows: Sequence[ImageRow]) -> bool:
 def _figures(report: StoreReport) -> str:
     parts = []
     if (png := plots.band_plot(report.rows)) is not None:
-        parts.append(_figure(png, "WS-PSNR by latitude band, one line per model (mean over completed images)"))
+        parts.append(figure(png, "WS-PSNR by latitude band, one line per model (mean over completed images)"))
     if (png := plots.image_bar_plot(report.rows)) is not None:
-        parts.append(_figure(png, "WS-PSNR per image, grouped by image, one bar per model"))
+        parts.append(figure(png, "WS-PSNR per image, grouped by image, one bar per model"))
     return "<h2>Plots</h2>\n" + "\n".join(parts) if parts else ""
 
 
@@ -186,14 +193,14 @@ def _map_figure(report: StoreReport, r: ImageRow) -> str:
                    else np.full((shape[0] * 8, shape[1] * 8, 3), 128, np.uint8))  # fmt: skip
         title = f"{r.image} · {r.model}"
         if score is None:
-            return _figure(plots.attention_overlay(preview, fraction, title=title),
+            return figure(plots.attention_overlay(preview, fraction, title=title),
                            f"CAMixer attention windows: {r.label} — {r.model}")  # fmt: skip
         png = plots.routing_overlay(preview, score, fraction, title=title)
     except (KeyError, ValueError, OSError) as exc:  # one unreadable array must not sink the report
         log.warning("routing maps of %s/%s not shown: %s", r.image, r.model, exc)
         return (f"<p class=\"note\">Routing maps of {escape(r.label)} ({escape(r.model)}) unreadable: "
                 f"{escape(str(exc))}</p>")
-    return _figure(png, f"CAMixer routing per LR window: {r.label} — {r.model} (attention score; decisions)")
+    return figure(png, f"CAMixer routing per LR window: {r.label} — {r.model} (attention score; decisions)")
 
 
 def _routing(report: StoreReport, limit: int) -> str:
@@ -210,7 +217,7 @@ def _routing(report: StoreReport, limit: int) -> str:
     for model, verdict in verdicts.items():
         chart = plots.block_chart(verdict, title=model)
         parts.append(f"<h3>{escape(model)}</h3>\n<p>{escape(verdict.sentence())}</p>\n"
-                     + _figure(chart, f"{model}: per block, mean attention score ± within-block spread σ (bars) "
+                     + figure(chart, f"{model}: per block, mean attention score ± within-block spread σ (bars) "
                                       f"and share of windows kept for attention (dots)"))  # fmt: skip
     parts += [_map_figure(report, r) for r in with_maps[:limit]]
     if len(with_maps) > limit:
@@ -283,4 +290,4 @@ def render_html(
         _table(image_table(report.rows), "no results", pager=TABLE_PAGE),
         _table(failure_table(report.rows), "no failures", pager=TABLE_PAGE),
     ) if part)  # fmt: skip
-    return _PAGE.substitute(title=escape(report.path), body=body, script=_SCRIPT.strip())
+    return page(report.path, body, script=_SCRIPT.strip())

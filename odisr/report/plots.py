@@ -27,7 +27,8 @@ __all__ = ["attention_overlay", "band_means", "band_plot", "block_chart", "image
 _DPI = 100
 
 
-def _png(fig: Figure) -> bytes:
+def figure_png(fig: Figure) -> bytes:
+    """The matplotlib figure rendered as PNG bytes (the reports' DPI)."""
     FigureCanvasAgg(fig)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=_DPI)
@@ -69,7 +70,7 @@ def band_plot(rows: Sequence[ImageRow]) -> bytes | None:
            title="WS-PSNR by latitude band (mean over images)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small")
-    return _png(fig)
+    return figure_png(fig)
 
 
 def _short(text: str, width: int = 28) -> str:
@@ -100,7 +101,7 @@ def image_bar_plot(rows: Sequence[ImageRow], max_images: int = 40) -> bytes | No
     ax.set(ylabel="WS-PSNR (dB)", title=f"WS-PSNR per image{shown}")
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize="small")
-    return _png(fig)
+    return figure_png(fig)
 
 
 def attention_overlay(preview: np.ndarray, attention: np.ndarray, title: str = "") -> bytes:
@@ -122,7 +123,7 @@ def attention_overlay(preview: np.ndarray, attention: np.ndarray, title: str = "
     share = _overlay(fig, ax, preview, attention, "magma", "fraction of blocks using attention", shade=True)
     mean = f"mean {float(np.mean(share)):.2f}"
     ax.set_title(f"{title} — {mean}" if title else mean)
-    return _png(fig)
+    return figure_png(fig)
 
 
 def _check_maps(preview: np.ndarray, *maps: np.ndarray) -> None:
@@ -177,7 +178,7 @@ def routing_overlay(preview: np.ndarray, score: np.ndarray, fraction: np.ndarray
         axes[1].set_title(f"decisions: mean {float(np.mean(share)):.2f}", fontsize="medium")
     if title:
         fig.suptitle(title)
-    return _png(fig)
+    return figure_png(fig)
 
 
 def block_chart(verdict: Granularity, title: str = "") -> bytes:
@@ -196,4 +197,4 @@ def block_chart(verdict: Granularity, title: str = "") -> bytes:
     ax.legend(fontsize="x-small", loc="upper right", ncols=2)
     if title:
         ax.set_title(title, fontsize="medium")
-    return _png(fig)
+    return figure_png(fig)

@@ -25,8 +25,8 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
-from odisr.report.html import _PAGE, _figure
-from odisr.report.plots import _png
+from odisr.report.html import figure, page
+from odisr.report.plots import figure_png
 from odisr.train.history import COLUMNS, read_metrics
 from odisr.train.rundir import RunDir, is_run_dir
 
@@ -127,7 +127,7 @@ def curves_png(report: TrainingReport) -> bytes | None:
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize="small")
-    return _png(fig)
+    return figure_png(fig)
 
 
 def _noisy(ax: Any, x: list[float], y: list[float], label: str) -> float:
@@ -151,8 +151,8 @@ def _summary_html(report: TrainingReport) -> str:
 def render_training_html(report: TrainingReport) -> str:
     """A self-contained HTML page: summary and the training curves."""
     png = curves_png(report)
-    curves = _figure(png, "Training curves") if png else "<p class=\"note\">No iteration recorded yet.</p>"
-    return _PAGE.substitute(title=escape(report.path), body=f"{_summary_html(report)}\n<h2>Curves</h2>\n{curves}")
+    curves = figure(png, "Training curves") if png else "<p class=\"note\">No iteration recorded yet.</p>"
+    return page(report.path, f"{_summary_html(report)}\n<h2>Curves</h2>\n{curves}")
 
 
 def write_training_report(
