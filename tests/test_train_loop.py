@@ -147,7 +147,7 @@ def test_ratio_loss_moves_the_routing_towards_gamma(panoramas, tmp_path: Path) -
     """Start from a predictor that sends every window to attention (p ≈ 0.88 > 0.5 everywhere: the inference rule
     keeps all windows; the training mask mean is σ(2p − 1) ≈ 0.68, the Gumbel sample taking the probabilities as
     logits); the straight-through routing and the ratio loss must pull the mask mean to 0.5, and the attention
-    fraction (keep/N) must leave "all windows"."""
+    fraction (keep/N) must leave "all windows", and the official rule's expected attention fraction must reach γ."""
     torch.manual_seed(0)
     net = build_network(**TINY_CAMIXER)
     with torch.no_grad():
@@ -162,8 +162,11 @@ def test_ratio_loss_moves_the_routing_towards_gamma(panoramas, tmp_path: Path) -
     first, last = rows[:5], rows[-15:]
     mask = [float(np.mean([r["mask_mean"] for r in part])) for part in (first, last)]
     ratio = [float(np.mean([r["ratio_loss"] for r in part])) for part in (first, last)]
+    official = [float(np.mean([r["official_fraction"] for r in part])) for part in (first, last)]
     assert mask[0] > 0.6 and abs(mask[1] - 0.5) < 0.1 and ratio[1] < ratio[0] / 3, (mask, ratio)
     assert rows[0]["attention_fraction"] == 1.0 and min(r["attention_fraction"] for r in rows) < 1.0
+    # the official inference's expected share of attention windows, 2γ·E[r], goes from ~2γ·0.68 to γ
+    assert official[0] > 2 * net.ratio * 0.6 and abs(official[1] - net.ratio) < 0.1, official
 
 
 def test_camixerosr_trains_on_fisheye_lr_with_the_latitude_condition(panoramas, tmp_path: Path) -> None:

@@ -77,9 +77,11 @@ class TrainingReport:
         if (bicubic := s.get("bicubic_scores", {}).get("ws_psnr")) is not None:
             items.append(("bicubic WS-PSNR", f"{bicubic:.3f} dB on the same val panoramas"))
         fraction, mask = self.tail_mean("attention_fraction"), self.tail_mean("mask_mean")
+        official = self.tail_mean("official_fraction")
         if fraction is not None and mask is not None:
-            items.append(("routing (last 10%)", f"attention fraction {fraction:.3f} (γ = {s.get('ratio')}), "
-                                                f"training mask mean {mask:.3f} (target 0.5)"))
+            expected = f"official expected {official:.3f}, " if official is not None else ""
+            items.append(("routing (last 10%)", f"attention fraction: {expected}odisr rule {fraction:.3f} "
+                                                f"(γ = {s.get('ratio')}); training mask mean {mask:.3f} (target 0.5)"))
         return items
 
 
@@ -116,7 +118,9 @@ def curves_png(report: TrainingReport) -> bytes | None:
         if (value := report.status.get(key, {}).get("ws_psnr")) is not None:
             val_ax.axhline(value, ls=style, color="grey", label=f"{label} ({value:.2f} dB)")
     val_ax.set(ylabel="WS-PSNR (dB)", title="validation")
-    for column, label in (("attention_fraction", "attention fraction (keep/N)"), ("mask_mean", "training mask mean")):
+    for column, label in (("official_fraction", "attention fraction, official rule (expected keep/N)"),
+                          ("attention_fraction", "attention fraction, odisr's rule (keep/N)"),
+                          ("mask_mean", "training mask mean")):
         x, y = report.series(column)
         if x:
             _noisy(route_ax, x, y, label)

@@ -11,6 +11,8 @@ Columns (:data:`COLUMNS`):
                        loss pulls it to 0.5; the official noisy inference keeps ~2γ·mask_mean of the windows)
 ``attention_fraction`` share of windows odisr's deterministic inference rule would send to attention, keep/N
                        (:mod:`odisr.train.routing` explains why it can differ from γ)
+``official_fraction``  share of windows the official (Gumbel) inference keeps in expectation, min(2γ·E[r], 1):
+                       the quantity the ratio loss drives towards γ
 ``lr``                 learning rate of the step
 ``it_per_s``           iterations per second of this step (wall clock, data included)
 ``seconds``            training wall time so far (validation and checkpoints excluded)
@@ -36,8 +38,8 @@ from odisr.download import atomic_path
 __all__ = ["COLUMNS", "MetricsLog", "read_metrics"]
 
 COLUMNS = (
-    "iteration", "loss", "pixel_loss", "ratio_loss", "mask_mean", "attention_fraction", "lr", "it_per_s", "seconds",
-    "val_ws_psnr", "val_ws_ssim",
+    "iteration", "loss", "pixel_loss", "ratio_loss", "mask_mean", "attention_fraction", "official_fraction", "lr",
+    "it_per_s", "seconds", "val_ws_psnr", "val_ws_ssim",
 )  # fmt: skip
 
 Row = dict[str, float | None]

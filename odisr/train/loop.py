@@ -199,13 +199,13 @@ class Trainer:
             torch.cuda.synchronize(self.device)
         elapsed = time.perf_counter() - t0
         self.seconds += elapsed
-        names = ("loss", "pixel_loss", "ratio_loss", "mask_mean", "attention_fraction")
+        names = ("loss", "pixel_loss", "ratio_loss", "mask_mean", "attention_fraction", "official_fraction")
         row: dict[str, float | None] = {"iteration": iteration, **_present(names, stats)}
         return {**row, "lr": lr, "it_per_s": 1.0 / elapsed, "seconds": self.seconds}
 
     def _loss(self, model: nn.Module, batch: Batch) -> tuple[torch.Tensor, list[float]]:
-        """The loss to back-propagate and ``[loss, pixel, ratio, mask mean, attention fraction]`` averaged over
-        the ranks (NaN where the network has no routing)."""
+        """The loss to back-propagate and ``[loss, pixel, ratio, mask mean, attention fraction, official fraction]``
+        averaged over the ranks (NaN where the network has no routing)."""
         kwargs = {"condition": batch.condition} if self.net.uses_latitude else {}
         autocast = torch.autocast(self.device.type, dtype=self.autocast) if self.autocast else contextlib.nullcontext()
         with autocast:
@@ -216,7 +216,7 @@ class Trainer:
         nan = torch.tensor(math.nan, device=self.device)
         routing = self.probe.read()
         parts = [loss.detach(), pixel.detach(), nan if ratio is None else ratio.detach()]
-        parts += [nan, nan] if routing is None else list(routing)
+        parts += [nan, nan, nan] if routing is None else list(routing)
         return loss, self.dist.mean(torch.stack(parts).float()).tolist()
 
     def _unused_parameters(self) -> list[str]:

@@ -1,4 +1,4 @@
-"""What CAMixer's routing did in a training step: the training mask mean and the inference attention fraction.
+"""What CAMixer's routing did in a training step: the training mask mean and two inference attention fractions.
 
 In training mode every CAMixer draws a hard Gumbel-softmax mask per window (1 = attention) with straight-through
 gradients, and the ratio loss ``2γ·(mean mask − 0.5)²`` (spec ``CAMIXERSR.md`` §4) drives the **mask mean**
@@ -14,6 +14,11 @@ sets ``r`` to the mean of such a sample, so it keeps ``2γ·(mask mean)·N ≈ �
 noise-free rule counts the windows with ``p > 0.5`` instead, which the loss does not control: a block whose windows
 all have ``p ≈ 1`` (decision probability 0.73) balances three blocks with ``p ≈ 0.35`` (0.43 each), so the mask mean
 is 0.5 while keep/N is 0.25 — observed for 700 iterations in the README's CPU run.
+
+So the probe also records the **official fraction**: the share of windows the official inference keeps *in
+expectation*, ``min(2γ·r̄, 1)`` with ``r̄ = mean σ(2p − 1)`` over a block's windows (the expected Gumbel decision
+mean; 1 at γ = 1), averaged over blocks and images. As the ratio loss pulls the mask mean to 0.5 it tends to γ: this
+is the quantity the paper's loss controls, and the one ``metrics.csv`` shows moving towards γ.
 """
 
 from __future__ import annotations
@@ -25,37 +30,53 @@ from torch import Tensor, nn
 
 from odisr.models.archs.camixer_common import CAMixer, keep_counts
 
-__all__ = ["RoutingProbe"]
+__all__ = ["RoutingProbe", "official_fraction"]
+
+
+def official_fraction(p_attn: Tensor, ratio: float) -> Tensor:
+    """Expected share of windows the official inference keeps, for attention probabilities ``p_attn`` ``(B, N)``.
+
+    The official code draws a hard Gumbel-softmax sample with the probabilities ``(p, 1 − p)`` as logits, so a window
+    is chosen with probability ``σ(2p − 1)``, sets ``r`` to the chosen share and keeps ``min(int(N·r·2γ), N)``
+    windows (spec ``CAMIXERSR.md`` §3.3). Returns ``mean_b min(2γ·E[r_b], 1)`` (scalar tensor; 1 at γ = 1),
+    ignoring only the integer rounding.
+    """
+    if ratio == 1:
+        return torch.ones((), device=p_attn.device)
+    expected_r = torch.sigmoid(2 * p_attn.float() - 1).mean(1)
+    return (2 * ratio * expected_r).clamp(max=1).mean()
 
 
 class RoutingProbe:
     """Hooks on the predictors of every :class:`CAMixer` in ``net`` (a no-op for networks without any).
 
-    After a forward pass, :meth:`read` gives ``(mask_mean, attention_fraction)`` as a float tensor ``(2,)``, both
-    averaged over blocks and images (every block has the same number of windows), or None without CAMixers.
+    After a forward pass, :meth:`read` gives ``(mask_mean, attention_fraction, official_fraction)`` as a float tensor
+    ``(3,)``, each averaged over blocks and images (every block has the same number of windows), or None without
+    CAMixers.
     """
 
     def __init__(self, net: nn.Module) -> None:
         self.mixers = [m for m in net.modules() if isinstance(m, CAMixer)]
-        self._fractions: list[Tensor] = []
+        self._fractions: list[Tensor] = []  # per block: (odisr keep/N, official expected keep/N), both (2,)
         self._handles = [mixer.route.register_forward_hook(self._hook(mixer)) for mixer in self.mixers]
 
     def _hook(self, mixer: CAMixer) -> Any:
         def record(_module: nn.Module, _inputs: Any, outputs: tuple[Tensor, ...]) -> None:
             p_attn = outputs[3][..., 0].detach()  # (B, N) attention probabilities
-            self._fractions.append(keep_counts(p_attn, mixer.ratio).float().mean() / p_attn.shape[1])
+            odisr = keep_counts(p_attn, mixer.ratio).float().mean() / p_attn.shape[1]
+            self._fractions.append(torch.stack([odisr, official_fraction(p_attn, mixer.ratio)]))
 
         return record
 
     def read(self) -> Tensor | None:
-        """``(mask_mean, attention_fraction)`` of the last forward pass (then forgotten), or None."""
+        """``(mask_mean, attention_fraction, official_fraction)`` of the last forward pass (then forgotten), or None."""
         if not self.mixers:
             return None
         fractions, self._fractions = self._fractions, []
         masks = [m.selection.detach().float().mean() for m in self.mixers if m.selection is not None]
         if not fractions or len(masks) != len(self.mixers):
             raise RuntimeError("no routing recorded: run a forward pass of the network first")
-        return torch.stack([torch.stack(masks).mean(), torch.stack(fractions).mean()])
+        return torch.cat([torch.stack(masks).mean()[None], torch.stack(fractions).mean(0)])
 
     def close(self) -> None:
         """Remove the hooks."""
