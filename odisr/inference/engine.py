@@ -36,6 +36,7 @@ from odisr.inference.tiling import (
 )
 from odisr.models.base import SRModel
 from odisr.models.compiled import compile_model, is_compiled
+from odisr.models.execution import prepare
 from odisr.models.global_stats import GlobalStats, has_global_pooling
 from odisr.resize import imresize
 
@@ -147,6 +148,9 @@ class _Runner:
         self.want_attention = want_attention
         self.relative_condition = relative_condition
         self.max_core: int | None = None  # set after an OOM: cores larger than this are split
+        # a compiled network (static shapes) gets full batches only: a short last batch is filled up with
+        # copies of its last tile (their outputs are dropped), so that no batch size is compiled twice
+        self.full_batches = is_compiled(net) and not eager
 
     def results(self, tiles: Iterable[Tile]) -> Iterator[tuple[Tile, _Result]]:
         """(tile, result) for every tile, batching tiles of equal input shape; streams in input order per shape."""
@@ -209,6 +213,8 @@ class _Runner:
         return _Result(block, attention)
 
     def _forward(self, tiles: list[Tile]) -> list[_Result]:
+        if self.full_batches and len(tiles) < self.batch_size:
+            return self._forward(tiles + [tiles[-1]] * (self.batch_size - len(tiles)))[: len(tiles)]
         net, s = self.net, self.net.scale
         x = self.pixels.to_tensor(tiles, self.device)
         kwargs = {}
@@ -399,6 +405,7 @@ def upscale(
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
     dev = resolve_device(device)
+    prepare(dev)  # process-wide settings for heavy inference on this device (glibc heap retention on the CPU)
     amp = _effective_amp(dev, amp)
     net = _resolve_model(model, dev, ratio, compile)
     height, width = pixels.data.shape[:2]

@@ -1,24 +1,26 @@
-"""How a network runs on a device: memory layout and per-image evaluation, chosen per device from measurements.
+"""How a network runs on a device: layout, per-image evaluation, kernels, process settings — chosen per device.
 
 These choices change speed, never the maths: every policy computes the same network, and outputs differ between
 policies by float32 rounding only (≤ 1e-5 on the CAMixer fixtures, ``tests/test_camixer_fast.py``).
 
-* **CPU** (oneDNN): activations and weights **channels-last**. The thin convolutions of CAMixer run ~1.2× faster
-  in that layout, a channels-last map is already the ``(B, H, W, C)`` row layout that ``F.layer_norm`` and the
-  window partition read, and the window reverse writes it with 1.3 KiB contiguous runs (measured ~20× faster than
-  writing NCHW). Batch-sensitive kernels run **one image at a time**: oneDNN picks its convolution algorithm from
-  the whole input shape, and the algorithms round differently, so an image's output would otherwise depend on the
-  rest of its batch (``tests/test_camixersr.py::test_output_is_batch_independent``); on the CPU this costs nothing,
-  because oneDNN parallelises within an image.
+* **CPU** (oneDNN): activations and weights **channels-last**. The thin convolutions of CAMixer run faster in that
+  layout (1×1: 4× faster than NCHW, measured), a channels-last map is already the ``(B·H·W, C)`` row matrix that
+  ``F.layer_norm``, the linear kernels and the window partition read, and the window reverse writes it in 1.3 KiB
+  contiguous runs (~20× faster than writing NCHW). Element-wise steps after a convolution run fused into it
+  (``fused_conv``, :mod:`odisr.models.fused`). Batch-sensitive kernels run **one image at a time**: oneDNN picks
+  its algorithm from the whole input shape, and the algorithms round differently, so an image's output would
+  otherwise depend on the rest of its batch (``tests/test_camixersr.py::test_output_is_batch_independent``); on
+  the CPU this costs nothing, because oneDNN parallelises within an image. The engine also keeps freed memory in
+  the heap (``retain_heap``, :func:`retain_heap`).
 * **CUDA**: activations and weights **NCHW**. On an H200, channels-last depth-wise convolutions take cuDNN's
   grouped direct kernel (4.9 ms per call on a 2048×1024 map) where NCHW takes PyTorch's native depth-wise kernel
   (1.0 ms), and channels-last cost 76 ms of layout copies per forward (``specs/GPU_MEASUREMENTS.md``).
   Per-image evaluation stays on by default: it is the setting measured batch-independent on the GPU; whether
   batched tiles give the same output under cuDNN's deterministic settings is measured by
-  ``benchmarks/bench_camixer.py --gpu`` (section "batch independence"), which also times both settings.
+  ``benchmarks/bench_camixer.py --device cuda`` (section "batch independence"), which also times both settings.
 
-:func:`use_policy` overrides the per-image choice (and the activation layout) for a block of code, e.g. to time
-batched tiles on a GPU; model weights follow :func:`execution_policy` of their device whenever the model is moved.
+:func:`use_policy` overrides the policy for a block of code (e.g. to time batched tiles on a GPU); model weights
+follow :func:`execution_policy` of their device whenever the model is moved (``model.to(...)``).
 """
 
 from __future__ import annotations
@@ -91,7 +93,12 @@ def splits_batch(x: Tensor) -> bool:
 
 
 def prepare(device: torch.device | str) -> ExecutionPolicy:
-    """The policy for ``device`` (:func:`execution_policy`), after readying the process for it once (cheap after)."""
+    """The policy for ``device`` (:func:`execution_policy`), after readying the process for heavy inference on it.
+
+    Called by the tiling engine (:func:`odisr.upscale`, hence ``odisr run``/``evaluate``) before it runs a model;
+    idempotent and cheap. A bare ``model(x)`` never changes process-wide settings: call this (or
+    :func:`retain_heap`) yourself for the same effect in your own loop.
+    """
     policy = execution_policy(device)
     if policy.retain_heap:
         retain_heap()
@@ -108,13 +115,14 @@ TRIM_THRESHOLD = 1 << 30
 def retain_heap() -> bool:
     """Make glibc's malloc keep freed activation memory for reuse (once per process); True when in effect.
 
-    A CPU forward pass allocates and frees tens of feature maps of 5–40 MB per block. By default glibc maps such
-    blocks afresh with ``mmap`` or hands the top of its heap back to the kernel after every free (its thresholds
-    adapt only up to 32 MB), so nearly every allocation is page-faulted and zeroed again: measured on CAMixerSR-S,
-    512×256 LR, 2 threads, 0.7–1.2 M page faults and 1.2–2.5 s of system time per forward pass, none with the
-    thresholds raised (``mallopt(M_MMAP_THRESHOLD, 512 MiB)``, ``mallopt(M_TRIM_THRESHOLD, 1 GiB)``), ~10 % less
-    CPU time, and the same peak memory (the process simply keeps its peak instead of giving it back between
-    passes). Process-wide; a no-op off glibc (macOS, Windows, musl) and when the environment variable
+    A CPU forward pass allocates and frees tens of feature maps of 5–40 MB per block. With glibc's default,
+    adaptive thresholds, freed memory at the top of the heap is handed back to the kernel after almost every block
+    (``brk``) and mapped, page-faulted and zeroed again for the next: measured with CAMixerSR-S, 512×256 LR,
+    2 threads, 0.7–0.8 M page faults and 1.6–2.0 s of system time per forward pass (of 9 s CPU time), none with the
+    thresholds raised (``mallopt(M_MMAP_THRESHOLD, 512 MiB)``, ``mallopt(M_TRIM_THRESHOLD, 1 GiB)``); wall time
+    4.6–4.9 s → 3.8–3.9 s. The authors' network gains even more in such a process (2.6–3.1 M faults, 6 s of system
+    time; 9.8 s → 5.7 s). Peak memory is unchanged: the process keeps its peak instead of returning it between
+    passes. Process-wide; a no-op off glibc (macOS, Windows, musl) and when the environment variable
     ``ODISR_RETAIN_HEAP=0`` is set (e.g. where ``MALLOC_TRIM_THRESHOLD_`` is tuned on purpose).
     """
     global _HEAP_RETAINED

@@ -24,7 +24,6 @@ import torch
 from odisr.device import resolve_device
 from odisr.models.base import SRModel
 from odisr.models.compiled import compile_model
-from odisr.models.execution import prepare
 from odisr.models.registry import Architecture, ModelSpec, architectures, available, get_architecture, get_spec
 from odisr.models.weights import WeightsError, ensure_weights, load_state_dict_file
 
@@ -93,9 +92,7 @@ def load(
     elif model.state_dict():
         raise WeightsError(f"{label} has no official weights; pass weights=PATH")
     _apply_ratio(model, ratio)
-    dev = resolve_device(device)
-    prepare(dev)
-    model = model.to(dev).eval()
+    model = model.to(resolve_device(device)).eval()
     return compile_model(model) if compile else model
 
 

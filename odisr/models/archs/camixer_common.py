@@ -28,8 +28,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from odisr.models.base import SRModel
-from odisr.models.execution import execution_policy, prepare, splits_batch
-from odisr.models.fused import Post, conv2d_then
+from odisr.models.execution import execution_policy, splits_batch
+from odisr.models.fused import Post, conv2d_then, linear
 from odisr.models.global_stats import GlobalAvgPool2d
 from odisr.models.registry import StateDict
 
@@ -102,17 +102,17 @@ class LayerNorm2d(nn.Module):
 def flow_warp(x: Tensor, flow: Tensor) -> Tensor:
     """Warp ``x`` ``(B, C, H, W)`` by a per-pixel ``flow`` ``(B, H, W, 2)`` given in pixels (``[..., 0]`` along W).
 
-    BasicSR's ``flow_warp`` semantics: bilinear sampling at ``pixel + flow``, normalised with ``align_corners=True``,
-    border padding. Sampling runs in float32 (grid_sample under autocast) and returns ``x``'s dtype.
+    BasicSR's ``flow_warp`` semantics: bilinear sampling at ``pixel + flow``, normalised with ``align_corners=True``
+    (``2·(pixel + flow)/(size − 1) − 1``, the same float operations in the same order), border padding. Sampling
+    runs in float32 (grid_sample under autocast) and returns ``x``'s dtype.
     """
     _, _, h, w = x.shape
     ys = torch.arange(h, device=x.device, dtype=torch.float32)
     xs = torch.arange(w, device=x.device, dtype=torch.float32)
     gy, gx = torch.meshgrid(ys, xs, indexing="ij")
-    flow = flow.float()
-    grid_x = 2.0 * (gx + flow[..., 0]) / max(w - 1, 1) - 1.0
-    grid_y = 2.0 * (gy + flow[..., 1]) / max(h - 1, 1) - 1.0
-    grid = torch.stack((grid_x, grid_y), dim=3)
+    pixels = torch.stack((gx, gy), dim=2)  # (H, W, 2), x first like the flow
+    extent = torch.tensor([max(w - 1, 1), max(h - 1, 1)], device=x.device, dtype=torch.float32)
+    grid = (flow.float() + pixels).mul_(2.0).div_(extent).sub_(1.0)
     out = F.grid_sample(x.float(), grid, mode="bilinear", padding_mode="border", align_corners=True)
     return out.to(x.dtype)
 
@@ -200,10 +200,14 @@ class WindowSet(NamedTuple):
 
 
 def window_coordinates(h: int, w: int, ws: int, like: Tensor) -> Tensor:
-    """``(1, 2, h, w)`` in-window coordinates in [-1, 1]: channel 0 varies along H, channel 1 along W."""
+    """``(1, 2, h, w)`` in-window coordinates in [-1, 1]: channel 0 varies along H, channel 1 along W.
+
+    Laid out in the execution policy's memory format for ``like``'s device, with ``like``'s dtype.
+    """
     lin = torch.linspace(-1, 1, ws, device=like.device).to(like.dtype)
-    grid = torch.stack(torch.meshgrid(lin, lin, indexing="ij"))
-    return grid.repeat(1, h // ws, w // ws).unsqueeze(0)
+    window = torch.stack(torch.meshgrid(lin, lin, indexing="ij"), dim=2)  # (ws, ws, 2)
+    rows = window.repeat(h // ws, w // ws, 1).unsqueeze(0).permute(0, 3, 1, 2)  # channels-last (1, 2, h, w)
+    return rows.contiguous(memory_format=_layout(like))
 
 
 def window_attention(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
@@ -418,6 +422,7 @@ class CAMixer(nn.Module):
             y = conv(y)
         return torch.addcmul(mixed, self.conv_sptial[-1](y, "gelu"), ca)
 
+    @torch.compiler.disable  # eager: γ is a Python float, and a compiled rule would recompile for every γ
     def _select(self, p_attn: Tensor) -> Tensor:
         """``(B, N)`` bool routing of the windows (deterministic rule, or the forced count)."""
         b, n = p_attn.shape
@@ -460,7 +465,10 @@ class CAMixer(nn.Module):
             gather = windows.gather
         qw = gather(q)
         kw = qw if k is q else gather(k)
-        attended = window_attention(self.project_q(qw), self.project_k(kw), gather(v))
+        q_proj, k_proj = self.project_q, self.project_k
+        attended = window_attention(
+            linear(qw, q_proj.weight, q_proj.bias), linear(kw, k_proj.weight, k_proj.bias), gather(v)
+        )
         if flat.numel() == sel.numel():
             return from_windows(attended.to(v.dtype), b, h, w, _layout(v))
         return windows.scatter_(v * sa, attended)
@@ -562,8 +570,6 @@ class CAMixerNet(SRModel, metaclass=abc.ABCMeta):
     @staticmethod
     def _prepare(x: Tensor) -> Tensor:
         """The input padded to the window multiple, in the execution policy's memory format (like the weights)."""
-        if not torch.compiler.is_compiling():  # a compiled model is prepared by odisr.models.load
-            prepare(x.device)
         return pad_to_multiple(x, WINDOW).contiguous(memory_format=_layout(x))
 
     # --- ratio γ --------------------------------------------------------------------------------------------
