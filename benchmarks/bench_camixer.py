@@ -1,104 +1,371 @@
-"""CAMixerSR speed versus the attention ratio γ on a real ERP panorama (CPU).
+"""CAMixerSR-S ×4 forward speed, AMP quality, determinism and batch independence — on the CPU and on CUDA.
 
-Measures LR pixels per second of one whole-image forward pass of CAMixerSR-S ×4 (official weights) on a 256×512
-(H×W) LR panorama — ``data/erp/layoutnet_testpano.png`` resized with PIL bicubic — at γ = 1.0 and γ = 0.5:
-one warm-up, then the median of ``--repeats`` timed runs (the ratios taking turns), on ``--threads`` CPU threads. Also prints the analytic
-FLOPs of each run (from the windows actually kept) and the windows kept per block.
+For every LR size (default 512×256; add 2048×1024 for an 8K output), setting (fp32; on CUDA also bf16/fp16
+autocast; compiled with ``--compile``, always on CUDA) and ratio γ ∈ {1, 0.5, 0.25}, prints the median forward
+time of a whole-image pass (after a warm-up; the γ values take turns so a slow spell hits them alike), LR pixels
+per second, achieved GFLOP/s (``model.flops(h, w, kept)``: 2 per multiply-add, the windows actually kept) and the
+share of the device's fp32 matmul peak, measured here with a large matrix product on the same threads.
 
-    python benchmarks/bench_camixer.py [--shared ../shared] [--threads 2] [--repeats 3] [--json out.json]
+On CUDA it also reports
+* AMP quality: PSNR between the AMP and the fp32 output, and the WS-PSNR change against the HR panorama;
+* determinism (two runs bit-identical) under cuDNN's deterministic settings, TF32 off;
+* batch independence: for each kind of operation in the network, whether an image's result in a batch of 3 is
+  bit-identical to its result alone (batched), and the same for the whole network with the per-image and the
+  batched execution policy (:mod:`odisr.models.execution`), with the time of a batch of 4 tiles under both;
+* channels-last vs NCHW activations (the memory-format choice of the CUDA policy).
 
-The paper's point: attention on the content-rich windows only (γ = 0.5) must be measurably faster than γ = 1.
+    python benchmarks/bench_camixer.py                      # CPU, 512×256, 2 threads
+    python benchmarks/bench_camixer.py --quick              # CPU smoke run (small sizes, one repeat)
+    python benchmarks/bench_camixer.py --device cuda --sizes 512x256 2048x1024     # ≤ 5 min on one H200
+
+Input: ``fixtures/official_erp/layoutnet_lr_x4.png`` (512×256 LR) and ``layoutnet_hr.png`` (2048×1024, also the
+2048×1024 LR input) under ``--shared``; weights ``weights/official/CAMixerSR_S.pth`` (random init, with a warning,
+when absent). Writes everything as JSON to ``--json`` and to ``$OUT/bench_camixer.json`` when ``$OUT`` is set.
+Imports only odisr's CAMixer modules and metrics (no Dask, Zarr, spandrel, torchvision): it runs where only torch,
+numpy, OpenCV and Pillow are installed.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import math
 import os
 import statistics
+import sys
 import time
+import types
+import warnings
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
-from odisr.models.archs.camixersr import CAMixerSR
-
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
 
 
-def load_panorama(shared: Path, height: int = 256, width: int = 512) -> torch.Tensor:
-    """The LR panorama as ``(1, 3, height, width)`` float32 in [0, 1]."""
-    img = Image.open(shared / "data" / "erp" / "layoutnet_testpano.png").convert("RGB")
-    arr = np.asarray(img.resize((width, height), Image.BICUBIC), dtype=np.float32) / 255.0
-    return torch.from_numpy(arr).permute(2, 0, 1).unsqueeze(0).contiguous()
+def _import_camixer() -> Any:
+    """odisr's CAMixerSR module without running ``odisr.models``' package ``__init__`` (which registers every
+    architecture and imports their third-party dependencies); returns the namespace of names used here."""
+    import odisr  # light: no torch, no third-party imports
+
+    for name in ("odisr.models", "odisr.models.archs"):
+        if name not in sys.modules:
+            package = types.ModuleType(name)
+            package.__path__ = [str(REPO / Path(*name.split(".")))]
+            sys.modules[name] = package
+    from odisr.models.archs.camixersr import CAMixerSR
+    from odisr.models.compiled import compile_model
+    from odisr.models.execution import ExecutionPolicy, execution_policy, use_policy
+
+    return types.SimpleNamespace(
+        odisr=odisr, CAMixerSR=CAMixerSR, compile_model=compile_model, ExecutionPolicy=ExecutionPolicy,
+        execution_policy=execution_policy, use_policy=use_policy,
+    )  # fmt: skip
 
 
-def time_interleaved(model: CAMixerSR, x: torch.Tensor, ratios: list[float], repeats: int) -> dict[float, list]:
-    """Wall-clock seconds of ``repeats`` forward passes per ratio, after one warm-up each.
+ODISR = _import_camixer()
+AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
-    The ratios take turns (γ₁, γ₂, γ₁, γ₂, …) so that a slow spell of a shared machine hits them alike.
-    """
+
+# ------------------------------------------------------------------------------------------------------ inputs
+def load_image(path: Path, size: tuple[int, int] | None = None) -> torch.Tensor:
+    """``(1, 3, H, W)`` float32 in [0, 1]; resized (PIL bicubic) to ``size = (W, H)`` when given."""
+    img = Image.open(path).convert("RGB")
+    if size is not None and img.size != size:
+        img = img.resize(size, Image.BICUBIC)
+    return torch.from_numpy(np.asarray(img, dtype=np.float32) / 255).permute(2, 0, 1)[None].contiguous()
+
+
+def lr_input(shared: Path, width: int, height: int) -> torch.Tensor:
+    """The LR panorama: the 512×256 fixture, the 2048×1024 HR panorama, or either resized to ``width × height``."""
+    folder = shared / "fixtures" / "official_erp"
+    source = folder / ("layoutnet_hr.png" if width > 512 else "layoutnet_lr_x4.png")
+    return load_image(source, (width, height))
+
+
+def build_model(shared: Path, device: torch.device) -> Any:
+    """CAMixerSR-S ×4 with the official weights (random init with a warning when the file is absent)."""
+    model = ODISR.CAMixerSR(n_feats=36, scale=4)
+    path = shared / "weights" / "official" / "CAMixerSR_S.pth"
+    if path.is_file():
+        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True)["params_ema"], strict=True)
+    else:
+        warnings.warn(f"{path} not found: random weights (timings valid, AMP quality figures are not)", stacklevel=2)
+    return model.to(device).eval()
+
+
+# ------------------------------------------------------------------------------------------------------ timing
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(fn: Callable[[], Any], device: torch.device) -> float:
+    synchronize(device)
+    start = time.perf_counter()
+    fn()
+    synchronize(device)
+    return time.perf_counter() - start
+
+
+def matmul_peak(device: torch.device, n: int) -> float:
+    """fp32 matmul GFLOP/s (TF32 off), best of 5 products of two ``n × n`` matrices."""
+    a, b = torch.rand(n, n, device=device), torch.rand(n, n, device=device)
+    a @ b
+    best = min(timed(lambda: a @ b, device) for _ in range(5))
+    return 2 * n**3 / best / 1e9
+
+
+def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager[Any]:
+    if precision in AMP_DTYPES:
+        return torch.autocast(device.type, dtype=AMP_DTYPES[precision])
+    return contextlib.nullcontext()
+
+
+def speed_rows(model: Any, x: torch.Tensor, ratios: list[float], repeats: int, precision: str, peak: float,
+               label: str) -> list[dict[str, Any]]:  # fmt: skip
+    """One row per γ: median time (γ values interleaved), LR px/s, GFLOP/s, % of peak, windows kept."""
+    device, (h, w) = x.device, x.shape[-2:]
     times: dict[float, list[float]] = {r: [] for r in ratios}
-    with torch.inference_mode():
-        for ratio in ratios:
+    first: dict[float, float] = {}
+    with torch.inference_mode(), autocast(device, precision):
+        for ratio in ratios:  # warm-up (and, compiled, the compilation)
             model.set_ratio(ratio)
-            model(x)
+            first[ratio] = timed(lambda: model(x), device)
         for _ in range(repeats):
             for ratio in ratios:
                 model.set_ratio(ratio)
-                start = time.perf_counter()
-                model(x)
-                times[ratio].append(time.perf_counter() - start)
-    return times
+                times[ratio].append(timed(lambda: model(x), device))
+    rows = []
+    for ratio in ratios:
+        model.set_ratio(ratio)
+        with torch.inference_mode(), autocast(device, precision):
+            model(x)
+        kept = model.kept_windows()[:, 0].tolist()
+        median = statistics.median(times[ratio])
+        gflops = model.flops(h, w, kept=kept) / 1e9
+        rows.append({
+            "setting": label, "precision": precision, "ratio": ratio, "lr_shape": [h, w], "median_s": median,
+            "runs_s": times[ratio], "first_call_s": first[ratio], "lr_px_per_s": h * w / median,
+            "gflops": gflops, "gflop_per_s": gflops / median, "pct_of_peak": 100 * gflops / median / peak,
+            "kept_fraction": sum(kept) / (len(kept) * (h // 16) * (w // 16)),
+        })  # fmt: skip
+        r = rows[-1]
+        print(f"  {label:<10} {w}×{h} γ={ratio:<4} {median:8.3f} s  {r['lr_px_per_s']:>12,.0f} LR px/s  "
+              f"{r['gflop_per_s']:7.1f} GFLOP/s  {r['pct_of_peak']:5.1f} % of peak  kept {r['kept_fraction']:.2f}  "
+              f"(first call {first[ratio]:.2f} s)", flush=True)  # fmt: skip
+    return rows
+
+
+# --------------------------------------------------------------------------------------------------- fidelity
+def to_uint8(y: torch.Tensor) -> np.ndarray:
+    return (y[0].float().clamp(0, 1) * 255).round().byte().permute(1, 2, 0).cpu().numpy()
+
+
+def amp_quality(model: Any, shared: Path, device: torch.device, ratio: float) -> list[dict[str, Any]]:
+    """PSNR of each AMP output against fp32, and the WS-PSNR change against the HR panorama (512×256 LR)."""
+    from odisr.metrics import psnr, ws_psnr
+
+    folder = shared / "fixtures" / "official_erp"
+    x = load_image(folder / "layoutnet_lr_x4.png").to(device)
+    hr = np.asarray(Image.open(folder / "layoutnet_hr.png").convert("RGB"))
+    model.set_ratio(ratio)
+    outputs = {}
+    for precision in ("fp32", *AMP_DTYPES):
+        with torch.inference_mode(), autocast(device, precision):
+            outputs[precision] = to_uint8(model(x))
+    reference = ws_psnr(outputs["fp32"], hr)
+    rows = []
+    for precision in AMP_DTYPES:
+        row = {"precision": precision, "ratio": ratio, "psnr_vs_fp32_db": psnr(outputs[precision], outputs["fp32"]),
+               "ws_psnr_fp32_db": reference, "ws_psnr_delta_db": ws_psnr(outputs[precision], hr) - reference}
+        rows.append(row)
+        print(f"  {precision}: {row['psnr_vs_fp32_db']:.1f} dB from fp32, WS-PSNR Δ {row['ws_psnr_delta_db']:+.4f} dB "
+              f"(fp32 WS-PSNR {reference:.3f} dB, γ={ratio})")  # fmt: skip
+    return rows
+
+
+@contextlib.contextmanager
+def deterministic() -> Iterator[None]:
+    """cuDNN deterministic algorithms, no benchmark autotuning, TF32 off (restored afterwards)."""
+    saved = (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark,
+             torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32)  # fmt: skip
+    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark,
+         torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32) = saved  # fmt: skip
+
+
+def op_batch_independence(device: torch.device, memory_format: torch.memory_format) -> dict[str, Any]:
+    """For each kind of operation in CAMixerSR-S (its real shapes on a 64×64 tile), whether image 1 of a batch of 3
+    gives bit-identical results to image 1 alone."""
+    gen = torch.Generator(device="cpu").manual_seed(0)
+
+    def rand(*shape: int) -> torch.Tensor:
+        t = torch.rand(*shape, generator=gen).to(device)
+        return t.contiguous(memory_format=memory_format) if t.ndim == 4 else t
+
+    def conv(cin: int, cout: int, k: int, groups: int = 1, dilation: int = 1) -> Callable[[torch.Tensor], Any]:
+        w = rand(cout, cin // groups, k, k) - 0.5
+        return lambda t: F.conv2d(t, w, None, 1, dilation * (k // 2), dilation, groups)
+
+    wl, grid = rand(36, 36) - 0.5, rand(1, 64, 64, 2) * 2 - 1
+    ops: dict[str, tuple[Callable[..., torch.Tensor], tuple[int, ...]]] = {
+        "conv 3→36 3×3 (head)": (conv(3, 36, 3), (3, 3, 64, 64)),
+        "conv 36→36 1×1": (conv(36, 36, 1), (3, 36, 64, 64)),
+        "conv 40→10 1×1 (predictor)": (conv(40, 10, 1), (3, 40, 64, 64)),
+        "conv 10→1 3×3 (spatial attention)": (conv(10, 1, 3), (3, 10, 64, 64)),
+        "conv 36→48 3×3 (tail)": (conv(36, 48, 3), (3, 36, 64, 64)),
+        "depth-wise 3×3": (conv(36, 36, 3, groups=36), (3, 36, 64, 64)),
+        "depth-wise 3×3 dilation 2": (conv(36, 36, 3, groups=36, dilation=2), (3, 36, 64, 64)),
+        "conv 36→36 1×1 on 16×16": (conv(36, 36, 1), (3, 36, 16, 16)),
+        "linear 36→36 (tokens)": (lambda t: F.linear(t, wl), (3 * 16, 256, 36)),
+        "window attention (SDPA)": (lambda t: F.scaled_dot_product_attention(t, t * 0.5, t, scale=1.0), (48, 256, 36)),
+        "layer norm (channels)": (lambda t: F.layer_norm(t.permute(0, 2, 3, 1), (36,)), (3, 36, 64, 64)),
+        "gelu": (F.gelu, (3, 36, 64, 64)),
+        "grid_sample": (lambda t: F.grid_sample(t, grid.expand(t.shape[0], -1, -1, -1), align_corners=True),
+                        (3, 36, 64, 64)),
+        "adaptive average pool": (lambda t: F.adaptive_avg_pool2d(t, 1), (3, 36, 64, 64)),
+    }  # fmt: skip
+    results = {}
+    for name, (op, shape) in ops.items():
+        x = rand(*shape)
+        per = shape[0] // 3
+        batch, alone = op(x), op(x[per : 2 * per])
+        diff = (batch[per : 2 * per].float() - alone.float()).abs().max().item()
+        results[name] = {"independent": diff == 0, "max_abs_diff": diff}
+        print(f"    {name:<34} {'bit-identical' if diff == 0 else f'differs by {diff:.2e}'}")
+    return results
+
+
+def network_checks(model: Any, shared: Path, device: torch.device) -> dict[str, Any]:
+    """Determinism and batch independence of the whole network under both execution policies, and the time of a
+    batch of 4 tiles (288×288 LR: 256 + halo) with each."""
+    x = lr_input(shared, 512, 256).to(device)[..., :64, :128]
+    others = torch.rand(2, *x.shape[1:], generator=torch.Generator().manual_seed(7)).to(device)
+    tiles = lr_input(shared, 2048, 1024).to(device)[0].unfold(1, 288, 256).unfold(2, 288, 256)
+    tiles = tiles.permute(1, 2, 0, 3, 4).reshape(-1, 3, 288, 288)[:4].contiguous()
+    base = ODISR.execution_policy(device)
+    out: dict[str, Any] = {}
+    for per_image in (True, False):
+        policy = ODISR.ExecutionPolicy(base.memory_format, per_image, base.fused_conv, base.retain_heap)
+        key = "per_image" if per_image else "batched"
+        with ODISR.use_policy(policy), torch.inference_mode():
+            for ratio in (1.0, 0.5):
+                model.set_ratio(ratio)
+                alone, again = model(x), model(x)
+                batch = model(torch.cat([others[:1], x, others[1:]]))
+                out[f"{key}_gamma{ratio}"] = {
+                    "rerun_identical": bool(torch.equal(alone, again)),
+                    "batch_identical": bool(torch.equal(alone, batch[1:2])),
+                    "max_abs_diff_in_batch": (alone - batch[1:2]).abs().max().item(),
+                }
+            model.set_ratio(0.5)
+            model(tiles)
+            out[f"{key}_4_tiles_288_s"] = statistics.median(timed(lambda: model(tiles), device) for _ in range(3))
+        print(f"    {key:<9}: γ=1 {out[f'{key}_gamma1.0']}; γ=0.5 {out[f'{key}_gamma0.5']}; "
+              f"4 tiles of 288² in {out[f'{key}_4_tiles_288_s']:.3f} s")  # fmt: skip
+    return out
+
+
+def memory_format_times(model: Any, x: torch.Tensor, repeats: int) -> dict[str, float]:
+    """Forward time (γ = 0.5) with NCHW and with channels-last activations and weights."""
+    device, base = x.device, ODISR.execution_policy(x.device)
+    result = {}
+    for name, fmt in (("nchw", torch.contiguous_format), ("channels_last", torch.channels_last)):
+        policy = ODISR.ExecutionPolicy(fmt, base.per_image, base.fused_conv, base.retain_heap)
+        with ODISR.use_policy(policy), torch.inference_mode():
+            model.to(memory_format=fmt)  # weights follow (odisr relayouts to the policy on every move)
+            model.set_ratio(0.5)
+            model(x)
+            result[name] = statistics.median(timed(lambda: model(x), device) for _ in range(repeats))
+        print(f"    {name:<14} {result[name]:.3f} s")
+    model.to(device)  # back to the default policy's layout
+    return result
+
+
+# --------------------------------------------------------------------------------------------------------- main
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--shared", type=Path, default=Path(os.environ.get("ODISR_SHARED", REPO.parent / "shared")))
+    parser.add_argument("--device", default="auto", help="cpu, cuda or auto (CUDA when present)")
+    parser.add_argument("--threads", type=int, default=2, help="CPU threads (CPU runs only)")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--sizes", nargs="+", default=None, help="LR sizes WxH (default 512x256; CUDA adds 2048x1024)")
+    parser.add_argument("--ratios", type=float, nargs="+", default=[1.0, 0.5, 0.25])
+    parser.add_argument("--compile", action="store_true", help="also time the compiled model (always on CUDA)")
+    parser.add_argument("--quick", action="store_true", help="smoke run: 128×64 and 256×128, one repeat")
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    return parser.parse_args()
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--shared", type=Path, default=Path(os.environ.get("ODISR_SHARED", REPO.parent / "shared")))
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--ratios", type=float, nargs="+", default=[1.0, 0.5])
-    parser.add_argument("--channels-last", action="store_true", help="weights and input in channels-last layout")
-    parser.add_argument("--json", type=Path, help="also write the results here")
-    args = parser.parse_args()
+    args = parse_args()
+    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
+                          "cpu" if args.device == "auto" else args.device)  # fmt: skip
+    cuda = device.type == "cuda"
+    if args.quick:
+        args.sizes, args.repeats = args.sizes or ["128x64", "256x128"], 1
+    sizes = [tuple(int(v) for v in s.lower().split("x")) for s in (args.sizes or
+             (["512x256", "2048x1024"] if cuda else ["512x256"]))]  # fmt: skip
+    if not cuda:
+        torch.set_num_threads(args.threads)
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    started = time.perf_counter()
+    info = {"device": torch.cuda.get_device_name(device) if cuda else f"CPU, {torch.get_num_threads()} threads",
+            "torch": torch.__version__, "date": time.strftime("%Y-%m-%d %H:%M"), "tf32": False,
+            "loadavg": os.getloadavg() if hasattr(os, "getloadavg") else None}  # fmt: skip
+    peak = matmul_peak(device, 8192 if cuda else 2048)
+    info["matmul_peak_gflop_per_s"] = peak
+    print(f"{info['device']} (torch {torch.__version__}): fp32 matmul peak {peak:,.0f} GFLOP/s", flush=True)
 
-    torch.set_num_threads(args.threads)
-    x = load_panorama(args.shared)
-    h, w = x.shape[-2:]
-    ckpt = torch.load(args.shared / "weights" / "official" / "CAMixerSR_S.pth", map_location="cpu", weights_only=True)
-    model = CAMixerSR(n_feats=36, scale=4).eval()
-    model.load_state_dict(ckpt["params_ema"], strict=True)
-
-    if args.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-        x = x.contiguous(memory_format=torch.channels_last)
-    timings = time_interleaved(model, x, args.ratios, args.repeats)
-    results = []
-    for ratio in args.ratios:
-        model.set_ratio(ratio)
-        with torch.inference_mode():
-            model(x)
-        times = timings[ratio]
-        kept = model.kept_windows()[:, 0].tolist()
-        median = statistics.median(times)
-        results.append({
-            "model": "camixersr-s-x4", "ratio": ratio, "lr_shape": [h, w], "threads": args.threads,
-            "channels_last": args.channels_last,
-            "runs_s": [round(t, 3) for t in times], "median_s": round(median, 3),
-            "lr_pixels_per_s": round(h * w / median), "gflops": round(model.flops(h, w, kept=kept) / 1e9, 2),
-            "kept_windows_per_block": kept, "windows_per_block": (h // 16) * (w // 16),
-        })
-        print(f"γ={ratio:.2f}  median {median:.2f} s  runs {[round(t, 2) for t in times]}  "
-              f"{h * w / median:,.0f} LR px/s  {results[-1]['gflops']} GFLOPs  "
-              f"kept {sum(kept)}/{len(kept) * results[-1]['windows_per_block']} windows")
-    if len(results) > 1:
-        print(f"speed-up γ={results[-1]['ratio']} vs γ={results[0]['ratio']}: "
-              f"{results[0]['median_s'] / results[-1]['median_s']:.2f}×")
-    print(f"load average after: {os.getloadavg()}")
+    model = build_model(args.shared, device)
+    precisions = ["fp32", "bf16", "fp16"] if cuda else ["fp32"]
+    results: dict[str, Any] = {"info": info, "speed": []}
+    print("forward pass, whole image:")
+    for w, h in sizes:
+        x = lr_input(args.shared, w, h).to(device)
+        for precision in precisions:
+            results["speed"] += speed_rows(model, x, args.ratios, args.repeats, precision, peak, precision)
+    if cuda or args.compile:
+        compiled = ODISR.compile_model(build_model(args.shared, device))
+        for w, h in sizes:
+            x = lr_input(args.shared, w, h).to(device)
+            for precision in ("fp32", "bf16") if cuda else ("fp32",):
+                if precision == "bf16" and w < 2048:
+                    continue  # one AMP compilation, at the size that matters
+                label = f"compiled {precision}"
+                results["speed"] += speed_rows(compiled, x, args.ratios, args.repeats, precision, peak, label)
+    if cuda:
+        print("AMP quality (512×256 LR; HR 2048×1024):")
+        results["amp_quality"] = [row for r in (1.0, 0.5) for row in amp_quality(model, args.shared, device, r)]
+        with deterministic():
+            print("batch independence of single operations (cuDNN deterministic, TF32 off):")
+            results["op_batch_independence"] = {
+                name: op_batch_independence(device, fmt)
+                for name, fmt in (("nchw", torch.contiguous_format), ("channels_last", torch.channels_last))
+            }
+            print("whole network (cuDNN deterministic, TF32 off):")
+            results["network"] = network_checks(model, args.shared, device)
+        print("memory format (2048×1024 LR, fp32, γ=0.5):")
+        results["memory_format_s"] = memory_format_times(model, lr_input(args.shared, 2048, 1024).to(device), 3)
+    results["total_s"] = time.perf_counter() - started
+    print(f"total {results['total_s']:.0f} s; load average {os.getloadavg() if hasattr(os, 'getloadavg') else '?'}")
+    text = json.dumps(results, indent=1, default=float)
     if args.json:
-        args.json.write_text(json.dumps({"results": results, "loadavg": os.getloadavg()}, indent=1))
+        args.json.write_text(text)
+    if os.environ.get("OUT"):
+        Path(os.environ["OUT"], "bench_camixer.json").write_text(text)
 
 
 if __name__ == "__main__":

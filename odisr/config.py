@@ -11,6 +11,7 @@ A preset names the model and how to run it::
     device: auto                # auto | cpu | cuda | cuda:N | mps
     batch_size: 4
     amp: false                  # false | true | fp16 | bf16 (CUDA/MPS autocast)
+    compile: false              # true: TorchInductor-compiled forward (first call compiles; README "Performance")
 
 Unknown keys and bad values are errors that name the file and the key (:class:`ConfigError`).
 """
@@ -67,6 +68,7 @@ class UpscaleConfig(BaseModel):
     device: str = "auto"
     batch_size: int = Field(default=4, gt=0)
     amp: bool | Literal["fp16", "bf16"] = False
+    compile: bool = False
 
     @field_validator("device")
     @classmethod

@@ -74,6 +74,7 @@ class Settings:
     amp: bool | str = False
     degrade: str | None = None
     dataset: str | None = None
+    compile: bool = False
 
 
 @dataclass(frozen=True)
@@ -97,10 +98,10 @@ class ModelChoice:
     flops_per_lr_pixel: float | None
     madds_720p: float | None = None
 
-    def ref(self, device: str) -> ModelRef:
-        """The per-process model cache key on ``device``."""
+    def ref(self, device: str, compile: bool = False) -> ModelRef:
+        """The per-process model cache key on ``device`` (``compile``: a TorchInductor-compiled model)."""
         weights = None if self.load_name == self.weights else self.weights  # a checkpoint path loads by itself
-        return ModelRef(self.load_name, weights, device, self.ratio)
+        return ModelRef(self.load_name, weights, device, self.ratio, compile)
 
 
 @dataclass(frozen=True)
@@ -527,7 +528,7 @@ def _infer(pair: Pair, lr: np.ndarray, sink: st.RegionSink) -> dict[str, Any]:
     from odisr.routing import RoutingMaps
 
     settings, window = pair.settings, pair.model.window_size
-    model = get_model(pair.model.ref(settings.device))
+    model = get_model(pair.model.ref(settings.device, settings.compile))
     windows = (-(-lr.shape[0] // window), -(-lr.shape[1] // window))
     routing = RoutingMaps(windows) if pair.model.content_aware else None
     start = time.perf_counter()

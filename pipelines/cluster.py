@@ -55,12 +55,14 @@ class ClusterError(RuntimeError):
 
 @dataclass(frozen=True)
 class ModelRef:
-    """What a worker loads: a registry name or a weights path, the weights file, the device and CAMixer's ratio γ."""
+    """What a worker loads: a registry name or a weights path, the weights file, the device, CAMixer's ratio γ and
+    whether the forward pass is compiled (TorchInductor, :func:`odisr.models.load` ``compile=True``)."""
 
     name: str
     weights: str | None = None
     device: str = "cpu"
     ratio: float | None = None
+    compile: bool = False
 
 
 _MODELS: dict[ModelRef, SRModel] = {}
@@ -78,7 +80,9 @@ def get_model(ref: ModelRef) -> SRModel:
         if model is None:
             from odisr.models import load
 
-            model = _MODELS[ref] = load(ref.name, weights=ref.weights, device=ref.device, ratio=ref.ratio)
+            model = _MODELS[ref] = load(
+                ref.name, weights=ref.weights, device=ref.device, ratio=ref.ratio, compile=ref.compile
+            )
         return model
 
 

@@ -47,6 +47,11 @@ Ratio = Annotated[float | None, typer.Option("--ratio", help="CAMixer attention 
 Tile = Annotated[int | None, typer.Option("--tile", help="Tile size in LR pixels (rounded up to the window).")]
 Halo = Annotated[int | None, typer.Option("--halo", help="Tile halo in LR pixels.")]
 Device = Annotated[str | None, typer.Option("--device", help="auto, cpu or cuda (cuda needs GPU workers).")]
+Compile = Annotated[
+    bool,
+    typer.Option("--compile", help="Compile the model with TorchInductor (each worker's first tile compiles; "
+                                   "faster after). Same as `compile: true` in the config."),
+]
 Scheduler = Annotated[
     str | None, typer.Option("--scheduler", help="Address of a running Dask scheduler (tcp://host:8786).")
 ]
@@ -77,6 +82,7 @@ def run_command(
     tile: Tile = None,
     halo: Halo = None,
     device: Device = None,
+    compile: Compile = False,
     scheduler: Scheduler = None,
     workers: Workers = None,
     threads_per_worker: Threads = 1,
@@ -97,7 +103,8 @@ def run_command(
     console = Console(stderr=True)
     with _setup_errors(console):
         model = canonical_model_name(model, scale) if model else None
-        cfg = _config(config, model=model, scale=scale, ratio=ratio, tile=tile, halo=halo, device=device)
+        cfg = _config(config, model=model, scale=scale, ratio=ratio, tile=tile, halo=halo, device=device,
+                      compile=compile or None)  # fmt: skip
         weight_files = _weights_for([cfg.model], weights)
         sources = _sources(inputs, fetch_samples)
         export = _export_plan(export_dir, format=format, quality=quality, layout=layout)
@@ -133,6 +140,7 @@ def evaluate_command(
     tile: Tile = None,
     halo: Halo = None,
     device: Device = None,
+    compile: Compile = False,
     scheduler: Scheduler = None,
     workers: Workers = None,
     threads_per_worker: Threads = 1,
@@ -155,7 +163,8 @@ def evaluate_command(
         if dataset is not None and not dataset.strip():
             raise ValueError("--dataset: give a non-empty name (e.g. Set5)")
         model = [canonical_model_name(m, scale) for m in model]
-        cfg = _config(config, model=model[0], scale=scale, ratio=ratio, tile=tile, halo=halo, device=device)
+        cfg = _config(config, model=model[0], scale=scale, ratio=ratio, tile=tile, halo=halo, device=device,
+                      compile=compile or None)  # fmt: skip
         weight_files = _weights_for(model, weights)
         sources = _sources(inputs, fetch_samples)
         lr_sources = match_lr_dir(sources, lr_dir, scale) if lr_dir else None
@@ -292,7 +301,7 @@ def _execute(
             device = cl.resolve_device(client, cfg.device)
         settings = Settings(
             scale=choices[0].scale, mode=cfg.mode, tile=cfg.tile, halo=cfg.halo, ratio=cfg.ratio, device=device,
-            batch_size=cfg.batch_size, amp=cfg.amp, degrade=degrade, dataset=dataset,
+            batch_size=cfg.batch_size, amp=cfg.amp, degrade=degrade, dataset=dataset, compile=cfg.compile,
         )  # fmt: skip
         command = shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]])
         job = Job(sources, out, choices, settings, command, overwrite, lr_sources, export)

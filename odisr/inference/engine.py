@@ -35,6 +35,8 @@ from odisr.inference.tiling import (
     gather,
 )
 from odisr.models.base import SRModel
+from odisr.models.compiled import compile_model, is_compiled
+from odisr.models.execution import prepare
 from odisr.models.global_stats import GlobalStats, has_global_pooling
 from odisr.resize import imresize
 from odisr.routing import RoutingMaps
@@ -138,12 +140,18 @@ class _Runner:
         batch_size: int,
         want_attention: bool,
         relative_condition: bool = False,
+        eager: bool = False,
     ) -> None:
         self.net, self.pixels, self.grid, self.device, self.amp = net, pixels, grid, device, amp
+        # a compiled network's own, uncompiled forward (for one-off shapes that are not worth a compilation)
+        self.forward = net.forward if eager else net
         self.batch_size = batch_size
         self.want_attention = want_attention
         self.relative_condition = relative_condition
         self.max_core: int | None = None  # set after an OOM: cores larger than this are split
+        # a compiled network (static shapes) gets full batches only: a short last batch is filled up with
+        # copies of its last tile (their outputs are dropped), so that no batch size is compiled twice
+        self.full_batches = is_compiled(net) and not eager
 
     def results(self, tiles: Iterable[Tile]) -> Iterator[tuple[Tile, _Result]]:
         """(tile, result) for every tile, batching tiles of equal input shape; streams in input order per shape."""
@@ -206,6 +214,8 @@ class _Runner:
         return _Result(block, stitched)
 
     def _forward(self, tiles: list[Tile]) -> list[_Result]:
+        if self.full_batches and len(tiles) < self.batch_size:
+            return self._forward(tiles + [tiles[-1]] * (self.batch_size - len(tiles)))[: len(tiles)]
         net, s = self.net, self.net.scale
         x = self.pixels.to_tensor(tiles, self.device)
         kwargs = {}
@@ -216,7 +226,7 @@ class _Runner:
             ]
             kwargs["condition"] = torch.cat(cond)
         with torch.inference_mode(), _autocast(self.device, self.amp):
-            y = net(x, **kwargs)
+            y = self.forward(x, **kwargs)
         h, w = tiles[0].input_shape
         if tuple(y.shape) != (len(tiles), 3, h * s, w * s):
             raise RuntimeError(
@@ -286,7 +296,8 @@ def _global_context(runner: _Runner, mode: Mode) -> GlobalStats:
     (circular in longitude in odi mode): measured, box-filtered copies give statistics that are further from the
     whole image's than no context at all. It runs as one whole image padded only up to the window (no halo), so
     that the pooled statistics are those of the image itself and do not change when a panorama is rolled in
-    longitude by whole windows (a halo would bring in other columns).
+    longitude by whole windows (a halo would bring in other columns). A compiled network runs it uncompiled: its
+    shape differs from the tiles', and one small pass is not worth a compilation.
     """
     grid, pixels = runner.grid, runner.pixels
     size = context_size(grid, runner.batch_size)
@@ -296,7 +307,9 @@ def _global_context(runner: _Runner, mode: Mode) -> GlobalStats:
     small = imresize(chw.float(), size=size, wrap=mode == "odi").permute(1, 2, 0).numpy()
     small = small[..., 0] if pixels.gray else small
     small_grid = TileGrid.build(*size, window=grid.window, mode=mode, tile=None, halo=0)
-    context = _Runner(runner.net, _Pixels(small, pixels.maxval), small_grid, runner.device, runner.amp, 1, False)
+    context = _Runner(
+        runner.net, _Pixels(small, pixels.maxval), small_grid, runner.device, runner.amp, 1, False, eager=True
+    )
     stats = GlobalStats()
     with stats.recording():
         for _ in context.results(small_grid):
@@ -305,11 +318,11 @@ def _global_context(runner: _Runner, mode: Mode) -> GlobalStats:
     return stats
 
 
-def _resolve_model(model: SRModel | str, device: torch.device, ratio: float | None) -> SRModel:
+def _resolve_model(model: SRModel | str, device: torch.device, ratio: float | None, compile: bool) -> SRModel:
     if isinstance(model, str):
         from odisr.models import load
 
-        return load(model, device=str(device), ratio=ratio)
+        return load(model, device=str(device), ratio=ratio, compile=compile)
     if not isinstance(model, SRModel):
         raise TypeError(f"model must be an odisr SRModel or a model name/path, got {type(model).__name__}")
     if ratio is not None:
@@ -317,7 +330,8 @@ def _resolve_model(model: SRModel | str, device: torch.device, ratio: float | No
             model.set_ratio(ratio)  # type: ignore[attr-defined]
         else:
             log.info("ratio=%s ignored: %s is not content-aware", ratio, type(model).__name__)
-    return model.to(device).eval()
+    model = model.to(device).eval()
+    return compile_model(model) if compile and not is_compiled(model) else model
 
 
 def _check_sink(sink: Any, shape: tuple[int, ...], dtype: np.dtype) -> None:
@@ -342,6 +356,7 @@ def upscale(
     attention: np.ndarray | None = None,
     routing: RoutingMaps | None = None,
     global_context: bool = True,
+    compile: bool = False,
     _relative_condition: bool = False,
 ) -> np.ndarray | None:
     """Super-resolve one image with ``model``, tile by tile.
@@ -377,6 +392,10 @@ def upscale(
             :mod:`odisr.models.global_stats`), first record its pooled features on a copy of the image shrunk ≥ 4×
             and give them to every tile, so tiles see image-wide statistics as whole-image inference does (costs
             ≤ 1/16 of the image's pixels). False: each tile pools over itself.
+        compile: compile the model's forward pass with TorchInductor (:func:`odisr.models.compiled.compile_model`,
+            in place for a model object; ``odisr.models.load(..., compile=True)`` does the same). A compiled model
+            gets every tile in one input shape (a smaller last row/column of tiles reads more context instead),
+            so a run compiles once per tile shape; the first call pays the compilation (README "Performance").
         _relative_condition: test-only: give latitude-conditioned models the WRONG, tile-relative condition.
 
     Returns:
@@ -393,12 +412,15 @@ def upscale(
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
     dev = resolve_device(device)
+    prepare(dev)  # process-wide settings for heavy inference on this device (glibc heap retention on the CPU)
     amp = _effective_amp(dev, amp)
-    net = _resolve_model(model, dev, ratio)
+    net = _resolve_model(model, dev, ratio, compile)
     height, width = pixels.data.shape[:2]
     if halo is None:
         halo = 0 if (mode == "lightweight" and tile is None) else DEFAULT_HALO
-    grid = TileGrid.build(height, width, window=net.window_size, mode=mode, tile=tile, halo=halo)
+    # a compiled network (static shapes) gets every tile in one input shape, so a run compiles once
+    uniform = is_compiled(net)
+    grid = TileGrid.build(height, width, window=net.window_size, mode=mode, tile=tile, halo=halo, uniform=uniform)
 
     s = net.scale
     out_shape = (s * height, s * width) + pixels.data.shape[2:]

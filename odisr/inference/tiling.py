@@ -134,7 +134,10 @@ class TileGrid:
     """Window-aligned tiling of an ``height × width`` LR image (all sizes in LR pixels).
 
     ``tile`` and ``halo`` must already be multiples of ``window`` (see :meth:`build`). Iterating yields the tiles
-    row-major.
+    row-major. With ``uniform``, every tile's input has the shape of a full tile (``tile_h + 2·halo`` ×
+    ``tile_w + 2·halo``): a smaller last row/column of cores reads further beyond its core at the bottom/right
+    (more context, resolved like any halo), so a compiled network (static shapes) sees one shape for the whole
+    image. The cores, and so the output regions, are the same as without.
     """
 
     height: int
@@ -145,6 +148,7 @@ class TileGrid:
     window: int
     row_boundary: Boundary
     col_boundary: Boundary
+    uniform: bool = False
 
     @classmethod
     def build(
@@ -157,9 +161,11 @@ class TileGrid:
         tile: int | None,
         halo: int,
         pole_mode: Boundary = "reflect",
+        uniform: bool = False,
     ) -> TileGrid:
         """Grid for ``mode``; ``tile=None`` gives one tile covering the whole image. Tile and halo are rounded up
-        to the window (logged). Raises ``ValueError`` for an unknown mode or a non-positive tile/size."""
+        to the window (logged); ``uniform`` gives every tile input one shape (class docstring). Raises
+        ``ValueError`` for an unknown mode or a non-positive tile/size."""
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}; use one of {', '.join(MODES)}")
         if height < 1 or width < 1:
@@ -172,27 +178,35 @@ class TileGrid:
             t = effective_tile(tile, window)
             th, tw = min(t, whole_h), min(t, whole_w)
         rows, cols = (pole_mode, "circular") if mode == "odi" else ("reflect", "reflect")
-        return cls(height, width, th, tw, halo, window, rows, cols)  # type: ignore[arg-type]
+        return cls(height, width, th, tw, halo, window, rows, cols, uniform)  # type: ignore[arg-type]
 
-    def tile(self, y0: int, y1: int, x0: int, x1: int) -> Tile:
-        """The tile with core ``[y0, y1) × [x0, x1)``; its input is window-aligned and grown by the halo."""
-        h = self.halo
-        rows = source_indices(y0 - h, y0 + align_up(y1 - y0, self.window) + h, self.height, self.row_boundary)
-        cols = source_indices(x0 - h, x0 + align_up(x1 - x0, self.window) + h, self.width, self.col_boundary)
+    def tile(self, y0: int, y1: int, x0: int, x1: int, extent: tuple[int, int] | None = None) -> Tile:
+        """The tile with core ``[y0, y1) × [x0, x1)``; its input is window-aligned and grown by the halo.
+
+        ``extent`` ``(h, w)``: read that many rows/columns from the core's origin instead (≥ the aligned core),
+        i.e. a larger input with extra context at the bottom/right.
+        """
+        h, ws = self.halo, self.window
+        eh, ew = extent or (align_up(y1 - y0, ws), align_up(x1 - x0, ws))
+        rows = source_indices(y0 - h, y0 + max(eh, align_up(y1 - y0, ws)) + h, self.height, self.row_boundary)
+        cols = source_indices(x0 - h, x0 + max(ew, align_up(x1 - x0, ws)) + h, self.width, self.col_boundary)
         return Tile(y0, y1, x0, x1, h, rows, cols)
 
     def __iter__(self) -> Iterator[Tile]:
+        extent = (self.tile_h, self.tile_w) if self.uniform else None
         for y0 in range(0, self.height, self.tile_h):
             for x0 in range(0, self.width, self.tile_w):
-                yield self.tile(y0, min(y0 + self.tile_h, self.height), x0, min(x0 + self.tile_w, self.width))
+                yield self.tile(y0, min(y0 + self.tile_h, self.height), x0, min(x0 + self.tile_w, self.width), extent)
 
     def __len__(self) -> int:
         return math.ceil(self.height / self.tile_h) * math.ceil(self.width / self.tile_w)
 
     def split(self, tile: Tile, size: int) -> list[Tile]:
-        """Sub-tiles of ``tile``'s core with cores of at most ``size`` px (a window multiple) and the same halo."""
+        """Sub-tiles of ``tile``'s core with cores of at most ``size`` px (a window multiple) and the same halo
+        (with ``uniform``, all of one input shape)."""
+        extent = (min(size, self.tile_h), min(size, self.tile_w)) if self.uniform else None
         return [
-            self.tile(y0, min(y0 + size, tile.y1), x0, min(x0 + size, tile.x1))
+            self.tile(y0, min(y0 + size, tile.y1), x0, min(x0 + size, tile.x1), extent)
             for y0 in range(tile.y0, tile.y1, size)
             for x0 in range(tile.x0, tile.x1, size)
         ]

@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -50,6 +51,7 @@ class GlobalStats:
         with _session(self, replay=True):
             yield self
 
+    @torch.compiler.disable  # eager inside a compiled network: the stored values are read when it runs
     def _pool(self, layer: GlobalAvgPool2d, x: Tensor) -> Tensor:
         if self._replay:
             if layer not in self.values:

@@ -23,6 +23,7 @@ import torch
 
 from odisr.device import resolve_device
 from odisr.models.base import SRModel
+from odisr.models.compiled import compile_model
 from odisr.models.registry import Architecture, ModelSpec, architectures, available, get_architecture, get_spec
 from odisr.models.weights import WeightsError, ensure_weights, load_state_dict_file
 
@@ -36,6 +37,7 @@ def load(
     weights: PathLike | None = None,
     device: str | torch.device = "cpu",
     ratio: float | None = None,
+    compile: bool = False,
 ) -> SRModel:
     """A registered model or a checkpoint file as an :class:`SRModel` in ``eval()`` mode on ``device``.
 
@@ -52,6 +54,10 @@ def load(
     ratio:
         CAMixer's ratio γ ∈ [0, 1], the share of windows routed to self-attention, applied with
         ``model.set_ratio``. Ignored with a ``UserWarning`` for models that are not content-aware.
+    compile:
+        Compile the forward pass with TorchInductor (:func:`odisr.models.compiled.compile_model`): static shapes,
+        compiled on the first call for each input shape (tens of seconds to minutes, see README "Performance"),
+        then served from the process's cache. Outputs stay within 1e-5 of the uncompiled model's.
 
     Raises
     ------
@@ -63,6 +69,8 @@ def load(
         ``weights`` given together with a checkpoint path.
     WeightsError
         Unreadable/unsafe checkpoint, architecture not recognised, or weights that do not fit the model.
+    RuntimeError
+        ``compile=True`` on the CPU without a C++ compiler.
     odisr.download.DownloadError
         Official weights not cached and not downloadable (offline, no network, integrity failure).
     """
@@ -84,7 +92,8 @@ def load(
     elif model.state_dict():
         raise WeightsError(f"{label} has no official weights; pass weights=PATH")
     _apply_ratio(model, ratio)
-    return model.to(resolve_device(device)).eval()
+    model = model.to(resolve_device(device)).eval()
+    return compile_model(model) if compile else model
 
 
 def build(name_or_spec: str | ModelSpec, *, device: str | torch.device = "cpu") -> SRModel:

@@ -28,6 +28,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from odisr.models.base import SRModel
+from odisr.models.execution import execution_policy, splits_batch
+from odisr.models.fused import Post, conv2d_then, linear
 from odisr.models.global_stats import GlobalAvgPool2d
 from odisr.models.registry import StateDict
 
@@ -76,7 +78,10 @@ class MixerStyle:
 class LayerNorm2d(nn.Module):
     """Layer normalisation over the channels of a ``(B, C, H, W)`` map (ConvNeXt "channels_first" form, eps 1e-6).
 
-    Parameters ``weight``/``bias`` ``(C,)``; output has the input's shape and dtype.
+    Parameters ``weight``/``bias`` ``(C,)``; output has the input's shape, dtype and memory format.
+    A channels-last map is normalised by one ``F.layer_norm`` over its ``(B, H, W, C)`` view (contiguous rows of C
+    values: one pass instead of the nine element-wise ops of the formula); an NCHW map by mean and variance over
+    the channel dimension. Both are the official formula ``w·(x − mean)/√(var + eps) + b`` up to float rounding.
     """
 
     def __init__(self, channels: int, eps: float = 1e-6) -> None:
@@ -86,26 +91,28 @@ class LayerNorm2d(nn.Module):
         self.eps = eps
 
     def forward(self, x: Tensor) -> Tensor:
-        mean = x.mean(1, keepdim=True)
-        var = (x - mean).pow(2).mean(1, keepdim=True)
-        x = (x - mean) / torch.sqrt(var + self.eps)
-        return self.weight[:, None, None] * x + self.bias[:, None, None]
+        if x.is_contiguous(memory_format=torch.channels_last):
+            rows = F.layer_norm(x.permute(0, 2, 3, 1), x.shape[1:2], self.weight, self.bias, self.eps)
+            return rows.permute(0, 3, 1, 2)
+        var, mean = torch.var_mean(x, 1, correction=0, keepdim=True)
+        x = (x - mean) * torch.rsqrt(var + self.eps)
+        return torch.addcmul(self.bias[:, None, None], x, self.weight[:, None, None])
 
 
 def flow_warp(x: Tensor, flow: Tensor) -> Tensor:
     """Warp ``x`` ``(B, C, H, W)`` by a per-pixel ``flow`` ``(B, H, W, 2)`` given in pixels (``[..., 0]`` along W).
 
-    BasicSR's ``flow_warp`` semantics: bilinear sampling at ``pixel + flow``, normalised with ``align_corners=True``,
-    border padding. Sampling runs in float32 (grid_sample under autocast) and returns ``x``'s dtype.
+    BasicSR's ``flow_warp`` semantics: bilinear sampling at ``pixel + flow``, normalised with ``align_corners=True``
+    (``2·(pixel + flow)/(size − 1) − 1``, the same float operations in the same order), border padding. Sampling
+    runs in float32 (grid_sample under autocast) and returns ``x``'s dtype.
     """
     _, _, h, w = x.shape
     ys = torch.arange(h, device=x.device, dtype=torch.float32)
     xs = torch.arange(w, device=x.device, dtype=torch.float32)
     gy, gx = torch.meshgrid(ys, xs, indexing="ij")
-    flow = flow.float()
-    grid_x = 2.0 * (gx + flow[..., 0]) / max(w - 1, 1) - 1.0
-    grid_y = 2.0 * (gy + flow[..., 1]) / max(h - 1, 1) - 1.0
-    grid = torch.stack((grid_x, grid_y), dim=3)
+    pixels = torch.stack((gx, gy), dim=2)  # (H, W, 2), x first like the flow
+    extent = torch.tensor([max(w - 1, 1), max(h - 1, 1)], device=x.device, dtype=torch.float32)
+    grid = (flow.float() + pixels).mul_(2.0).div_(extent).sub_(1.0)
     out = F.grid_sample(x.float(), grid, mode="bilinear", padding_mode="border", align_corners=True)
     return out.to(x.dtype)
 
@@ -142,22 +149,65 @@ def to_windows(x: Tensor, ws: int) -> Tensor:
     return tokens.contiguous()
 
 
-def from_windows(tokens: Tensor, b: int, h: int, w: int) -> Tensor:
-    """Inverse of :func:`to_windows`: ``(B·N, ws², C)`` → contiguous ``(B, C, H, W)``.
+def from_windows(
+    tokens: Tensor, b: int, h: int, w: int, memory_format: torch.memory_format = torch.contiguous_format
+) -> Tensor:
+    """Inverse of :func:`to_windows`: ``(B·N, ws², C)`` → ``(B, C, H, W)``, contiguous in ``memory_format``.
 
-    Contiguous even for a single window, where the reshape would be a channels-last view that makes the
-    convolutions pick another algorithm (and rounding) than for the same image in a batch.
+    Always a fresh tensor in the requested layout, even for a single window (where the reshape alone would be a
+    view in the other layout and make the convolutions pick another algorithm, and rounding, than for the same
+    image in a batch). Channels-last is written in runs of ``ws·C`` values, NCHW in runs of ``ws``.
     """
     ws, c = math.isqrt(tokens.shape[1]), tokens.shape[2]
-    image = tokens.reshape(b, h // ws, w // ws, ws, ws, c).permute(0, 5, 1, 3, 2, 4).reshape(b, c, h, w)
-    return image.contiguous()
+    grid = tokens.reshape(b, h // ws, w // ws, ws, ws, c)
+    if memory_format == torch.channels_last:
+        return grid.permute(0, 1, 3, 2, 4, 5).reshape(b, h, w, c).permute(0, 3, 1, 2)
+    return grid.permute(0, 5, 1, 3, 2, 4).reshape(b, c, h, w).contiguous()
+
+
+def window_view(x: Tensor, ws: int) -> Tensor:
+    """``(B, C, H, W)`` → a ``(B, nH, nW, ws, ws, C)`` view of the same memory (any layout; no copy)."""
+    return x.unflatten(2, (-1, ws)).unflatten(4, (-1, ws)).permute(0, 2, 4, 3, 5, 1)
+
+
+class WindowSet(NamedTuple):
+    """Some ``ws × ws`` windows of a batch: index tensors ``(M,)`` int64 of image, window row and window column."""
+
+    image: Tensor
+    row: Tensor
+    col: Tensor
+    ws: int
+
+    @classmethod
+    def of(cls, flat: Tensor, grid: tuple[int, int], ws: int) -> WindowSet:
+        """From flat indices ``b·N + i·nW + j`` into a ``grid = (nH, nW)`` of windows (``N = nH·nW``)."""
+        n_rows, n_cols = grid
+        image, rest = flat.div(n_rows * n_cols, rounding_mode="floor"), flat.remainder(n_rows * n_cols)
+        return cls(image, rest.div(n_cols, rounding_mode="floor"), rest.remainder(n_cols), ws)
+
+    def gather(self, x: Tensor) -> Tensor:
+        """The windows' tokens of a ``(B, C, H, W)`` map as ``(M, ws², C)`` (contiguous, :func:`to_windows` order).
+
+        Reads only the selected windows, straight from ``x`` in its own layout.
+        """
+        return window_view(x, self.ws)[self.image, self.row, self.col].flatten(1, 2)
+
+    def scatter_(self, x: Tensor, tokens: Tensor) -> Tensor:
+        """Write ``tokens`` ``(M, ws², C)`` into the windows of ``x`` ``(B, C, H, W)`` in place; returns ``x``."""
+        values = tokens.unflatten(1, (self.ws, self.ws)).to(x.dtype)
+        window_view(x, self.ws).index_put_((self.image, self.row, self.col), values)
+        return x
 
 
 def window_coordinates(h: int, w: int, ws: int, like: Tensor) -> Tensor:
-    """``(1, 2, h, w)`` in-window coordinates in [-1, 1]: channel 0 varies along H, channel 1 along W."""
+    """``(1, 2, h, w)`` in-window coordinates in [-1, 1]: channel 0 varies along H, channel 1 along W.
+
+    Laid out in the execution policy's memory format for ``like``'s device, with ``like``'s dtype.
+    """
     lin = torch.linspace(-1, 1, ws, device=like.device).to(like.dtype)
-    grid = torch.stack(torch.meshgrid(lin, lin, indexing="ij"))
-    return grid.repeat(1, h // ws, w // ws).unsqueeze(0)
+    window = torch.stack(torch.meshgrid(lin, lin, indexing="ij"), dim=2)  # (ws, ws, 2)
+    rows = window.repeat(h // ws, w // ws, 1).unsqueeze(0).permute(0, 3, 1, 2)  # channels-last (1, 2, h, w)
+    return rows.contiguous(memory_format=_layout(like))
 
 
 def window_attention(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
@@ -190,18 +240,20 @@ def top_windows(score: Tensor, keep: Tensor) -> Tensor:
 
 
 def per_image(module: nn.Module, x: Tensor) -> Tensor:
-    """``module(x)`` evaluated one image at a time, so that its rounding cannot depend on the rest of the batch.
+    """``module(x)`` evaluated one image at a time where the execution policy asks for it (always on the CPU), so
+    that its rounding cannot depend on the rest of the batch.
 
     Used for small tensors such as ``(B, C, 1, 1)`` or ``(B, N, 2)``, where an image's values sit at different
     offsets from the SIMD lanes in a batch than alone, and vector and scalar code round differently.
     """
-    if x.shape[0] == 1:
+    if not splits_batch(x):
         return module(x)
     return torch.cat([module(xi) for xi in x.split(1)])
 
 
 class PerImageConv2d(nn.Conv2d):
-    """``nn.Conv2d`` evaluated one image at a time (same parameters and state-dict keys).
+    """``nn.Conv2d`` evaluated one image at a time where the execution policy asks for it (same parameters and
+    state-dict keys; :mod:`odisr.models.execution`).
 
     oneDNN chooses its convolution algorithm from the whole input shape, batch size included, and the algorithms
     round differently: measured here, almost every convolution of these networks on 16×16 maps, and the small ones
@@ -210,10 +262,31 @@ class PerImageConv2d(nn.Conv2d):
     an image anyway.
     """
 
-    def forward(self, x: Tensor) -> Tensor:
-        if x.shape[0] == 1:
-            return self._conv_forward(x, self.weight, self.bias)
-        return torch.cat([self._conv_forward(xi, self.weight, self.bias) for xi in x.split(1)])
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.padding_mode != "zeros":
+            raise ValueError(f"PerImageConv2d supports zero padding only, got padding_mode={self.padding_mode!r}")
+
+    def forward(
+        self, x: Tensor, post: Post = "none", other: Tensor | None = None, channels: slice | None = None
+    ) -> Tensor:
+        """``post(conv(x))`` — ``"none"``, ``"gelu"``, ``"add"``/``"mul"`` with ``other`` (:func:`conv2d_then`).
+
+        ``channels`` computes only those output channels (for a depth-wise convolution ``x`` then holds the
+        matching input channels): the values of ``self(x)[:, channels]`` without computing the other channels.
+        """
+        weight, bias, groups = self.weight, self.bias, self.groups
+        if channels is not None:
+            weight, bias = weight[channels], None if bias is None else bias[channels]
+            groups = weight.shape[0] if groups == self.out_channels else groups
+
+        def conv(xi: Tensor, oi: Tensor | None) -> Tensor:
+            return conv2d_then(xi, weight, bias, self.stride, self.padding, self.dilation, groups, post, oi)
+
+        if not splits_batch(x):
+            return conv(x, other)
+        others = [None] * x.shape[0] if other is None else other.split(1)
+        return torch.cat([conv(xi, oi) for xi, oi in zip(x.split(1), others, strict=True)])
 
 
 def conv_flops(pixels: int, *modules: nn.Module) -> int:
@@ -231,6 +304,9 @@ class GatedFeedForward(nn.Module):
     """Gated FFN: ``project_out(gelu(a) · b)`` with ``(a, b) = dwconv(project_in(x))`` split along channels.
 
     ``(B, C, H, W) → (B, C, H, W)``; hidden width 2C; depth-wise kernel 3 (SR, no bias) or 5 (OSR, bias).
+    The halves ``a`` and ``b`` are computed as two C-channel maps rather than one 2C map cut in two: each half is
+    then contiguous, so GELU runs vectorised whatever the batch (a strided half takes GELU's scalar erf path,
+    whose rounding differs) without a copy, and no 2C-wide map is ever allocated.
     """
 
     def __init__(self, dim: int, kernel: int = 3, bias: bool = False) -> None:
@@ -239,11 +315,13 @@ class GatedFeedForward(nn.Module):
         self.dwconv = PerImageConv2d(2 * dim, 2 * dim, kernel, padding=kernel // 2, groups=2 * dim, bias=bias)
         self.project_out = PerImageConv2d(dim, dim, 1, bias=bias)
 
-    def forward(self, x: Tensor) -> Tensor:
-        a, b = self.dwconv(self.project_in(x)).chunk(2, dim=1)
-        # A strided input takes GELU's scalar erf path, whose rounding differs from the vectorised one; `a` is
-        # strided only when B > 1, so without the copy an image's output would depend on its batch.
-        return self.project_out(F.gelu(a.contiguous()) * b)
+    def forward(self, x: Tensor, residual: bool = False) -> Tensor:
+        """``ffn(x)``, or ``x + ffn(x)`` with ``residual`` (the sum fused into the last convolution on the CPU)."""
+        dim = self.project_out.in_channels
+        a, b = slice(0, dim), slice(dim, None)
+        gate = self.dwconv(self.project_in(x, channels=a), "gelu", channels=a)
+        gated = self.dwconv(self.project_in(x, channels=b), "mul", gate, channels=b)  # gelu(a)·b
+        return self.project_out(gated, "add", x) if residual else self.project_out(gated)
 
 
 class Predictor(nn.Module):
@@ -314,30 +392,40 @@ class CAMixer(nn.Module):
             PerImageConv2d(dim, dim, k, padding=(k // 2) * d, groups=dim, dilation=d),
         )
         self.project_out = PerImageConv2d(dim, dim, 1)
-        self.act = nn.GELU()
         self.route = Predictor(dim, window_size, style)
 
-    def forward(self, x: Tensor, condition: Tensor) -> Tensor:
+    def forward(self, x: Tensor, condition: Tensor, residual: bool = False) -> Tensor:
+        """``mixer(x)``, or ``x + mixer(x)`` with ``residual`` (fused into the last convolution on the CPU)."""
         b, _, h, w = x.shape
         ws, shift = self.window_size, self.shift
         shifted = roll2d(x, -shift)
         v = self.project_v(shifted)
         coords = roll2d(window_coordinates(h, w, ws, v), -shift)
-        route_in = torch.cat([v, condition.expand(b, -1, -1, -1), coords.expand(b, -1, -1, -1)], dim=1)
+        # every part materialised in the activation layout, so that the concatenation (and the predictor's
+        # convolutions, whose algorithm follows the layout) is laid out alike for one image and for a batch
+        extra = [t.expand(b, -1, -1, -1).contiguous(memory_format=_layout(v)) for t in (condition, coords)]
+        route_in = torch.cat([v, *extra], dim=1)
         offsets, ca, sa, probs = self.route(route_in)
-        vs = v * sa
         if self.training:
             mask = F.gumbel_softmax(probs, hard=True, dim=-1)[..., 0]  # probabilities used as logits (official)
-            mixed = self._attend_masked(*self._query_key(x, shifted, offsets), v, vs, mask)
+            mixed = self._attend_masked(*self._query_key(x, shifted, offsets), v, v * sa, mask)
         else:
             mask = self._select(probs[..., 0])
-            mixed = self._attend_selected(x, shifted, offsets, v, vs, mask)
+            mixed = self._attend_selected(x, shifted, offsets, v, sa, mask)
         self.selection = mask.view(b, h // ws, w // ws)
         self.scores = probs[..., 0].detach().view(b, h // ws, w // ws)
         mixed = roll2d(mixed, shift)
-        out = self.act(self.conv_sptial(mixed)) * ca + mixed
-        return self.project_out(out)
+        out = self._conv_branch(mixed, ca)
+        return self.project_out(out, "add", x) if residual else self.project_out(out)
 
+    def _conv_branch(self, mixed: Tensor, ca: Tensor) -> Tensor:
+        """``gelu(conv_sptial(mixed))·ca + mixed`` (the GELU fused into the last depth-wise convolution on the CPU)."""
+        y = mixed
+        for conv in self.conv_sptial[:-1]:
+            y = conv(y)
+        return torch.addcmul(mixed, self.conv_sptial[-1](y, "gelu"), ca)
+
+    @torch.compiler.disable  # eager: γ is a Python float, and a compiled rule would recompile for every γ
     def _select(self, p_attn: Tensor) -> Tensor:
         """``(B, N)`` bool routing of the windows (deterministic rule, or the forced count)."""
         b, n = p_attn.shape
@@ -355,32 +443,38 @@ class CAMixer(nn.Module):
         warped = roll2d(flow_warp(x, offsets.permute(0, 2, 3, 1)), -self.shift)
         return (shifted, shifted + warped) if self.residual_key else (warped, warped)
 
+    @torch.compiler.disable  # data-dependent window count: eager, so that a compiled model never recompiles for it
     def _attend_selected(
-        self, x: Tensor, shifted: Tensor, offsets: Tensor, v: Tensor, vs: Tensor, sel: Tensor
+        self, x: Tensor, shifted: Tensor, offsets: Tensor, v: Tensor, sa: Tensor, sel: Tensor
     ) -> Tensor:
         """Attention on the selected windows only; every other window keeps ``v·sa``.
 
         The selected (image, window) pairs of the whole batch are gathered into one attention call, so each image
-        keeps its own count and the result does not depend on the rest of the batch. Nothing of the attention
-        branch (not even the deformable warp) runs when no window is selected.
+        keeps its own count and the result does not depend on the rest of the batch. Only the selected windows are
+        read and written (straight from and into the feature maps); nothing of the attention branch (not even the
+        deformable warp) runs when no window is selected, and ``v·sa`` is not formed when every window is.
         """
         ws = self.window_size
         b, _, h, w = v.shape
-        idx = sel.flatten().nonzero().squeeze(1)
-        if idx.numel() == 0:
-            return vs
-        every = idx.numel() == sel.numel()
+        flat = sel.flatten().nonzero().squeeze(1)
+        if flat.numel() == 0:
+            return v * sa
         q, k = self._query_key(x, shifted, offsets)
-
-        def gather(t: Tensor) -> Tensor:  # (M, ws², C)
-            tokens = to_windows(t, ws)
-            return tokens if every else tokens.index_select(0, idx)
-
+        if flat.numel() == sel.numel():
+            def gather(t: Tensor) -> Tensor:
+                return to_windows(t, ws)
+        else:
+            windows = WindowSet.of(flat, (h // ws, w // ws), ws)
+            gather = windows.gather
         qw = gather(q)
         kw = qw if k is q else gather(k)
-        attended = window_attention(self.project_q(qw), self.project_k(kw), gather(v)).to(vs.dtype)
-        tokens = attended if every else to_windows(vs, ws).index_copy_(0, idx, attended)
-        return from_windows(tokens, b, h, w)
+        q_proj, k_proj = self.project_q, self.project_k
+        attended = window_attention(
+            linear(qw, q_proj.weight, q_proj.bias), linear(kw, k_proj.weight, k_proj.bias), gather(v)
+        )
+        if flat.numel() == sel.numel():
+            return from_windows(attended.to(v.dtype), b, h, w, _layout(v))
+        return windows.scatter_(v * sa, attended)
 
     def _attend_masked(self, q: Tensor, k: Tensor, v: Tensor, vs: Tensor, mask: Tensor) -> Tensor:
         """Training path: every window is processed and the hard mask ``(B, N)`` blends attention and ``v·sa``."""
@@ -390,7 +484,7 @@ class CAMixer(nn.Module):
         qw = to_windows(q, ws) * m
         kw = qw if k is q else to_windows(k, ws) * m
         attended = window_attention(self.project_q(qw), self.project_k(kw), to_windows(v, ws) * m)
-        return from_windows(attended + to_windows(vs, ws) * (1 - m), b, h, w)
+        return from_windows(attended + to_windows(vs, ws) * (1 - m), b, h, w, _layout(v))
 
     def flops(self, pixels: int, windows: int, kept: int) -> int:
         """FLOPs with ``kept`` of ``windows`` windows through attention (q/k projections + two token matmuls)."""
@@ -411,8 +505,8 @@ class Block(nn.Module):
         self.ffn = GatedFeedForward(dim, style.ffn_kernel, style.ffn_bias)
 
     def forward(self, x: Tensor, condition: Tensor) -> Tensor:
-        x = self.norm1(x + self.mixer(x, condition))
-        return self.norm2(x + self.ffn(x))
+        x = self.norm1(self.mixer(x, condition, residual=True))
+        return self.norm2(self.ffn(x, residual=True))
 
     def flops(self, pixels: int, windows: int, kept: int) -> int:
         return self.mixer.flops(pixels, windows, kept) + conv_flops(pixels, self.ffn)
@@ -457,18 +551,29 @@ class CAMixerNet(SRModel, metaclass=abc.ABCMeta):
         self.scale = int(scale)
         self._ratio = _check_ratio(ratio)
 
-    def _use_channels_last(self) -> None:
-        """Keep 4-D weights channels-last (subclasses call this at the end of ``__init__``).
+    def _match_layout(self) -> None:
+        """Lay 4-D weights out in the execution policy's memory format for their device.
 
-        oneDNN runs these thin convolutions ~1.2× faster on the CPU in that layout (benchmarks/bench_camixer.py
-        ``--channels-last``); load_state_dict copies into the existing tensors, so checkpoints keep the layout.
+        Subclasses call this at the end of ``__init__``; :meth:`_apply` calls it after every ``.to()``/``.cuda()``,
+        so weights are channels-last on the CPU and NCHW on CUDA (:mod:`odisr.models.execution`). ``load_state_dict``
+        copies into the existing tensors, so checkpoints keep the layout. Parameters keep their identity (only
+        ``.data`` is replaced), so optimisers built before a move stay valid.
         """
-        self.to(memory_format=torch.channels_last)
+        for param in self.parameters():
+            if param.ndim == 4:
+                fmt = execution_policy(param.device).memory_format
+                if not param.is_contiguous(memory_format=fmt):
+                    param.data = param.data.contiguous(memory_format=fmt)
+
+    def _apply(self, fn: Any, recurse: bool = True) -> CAMixerNet:
+        super()._apply(fn, recurse)
+        self._match_layout()
+        return self
 
     @staticmethod
     def _prepare(x: Tensor) -> Tensor:
-        """The input padded to the window multiple, channels-last like the weights."""
-        return pad_to_multiple(x, WINDOW).contiguous(memory_format=torch.channels_last)
+        """The input padded to the window multiple, in the execution policy's memory format (like the weights)."""
+        return pad_to_multiple(x, WINDOW).contiguous(memory_format=_layout(x))
 
     # --- ratio γ --------------------------------------------------------------------------------------------
     @property
@@ -571,6 +676,11 @@ class CAMixerNet(SRModel, metaclass=abc.ABCMeta):
     @abc.abstractmethod
     def _ratio_loss(self, mean_decision: Tensor) -> Tensor:
         """Scalar predictor loss from the mean attention decision over blocks and images (training only)."""
+
+
+def _layout(x: Tensor) -> torch.memory_format:
+    """Memory format of activations on ``x``'s device (:func:`odisr.models.execution.execution_policy`)."""
+    return execution_policy(x.device).memory_format
 
 
 def _check_ratio(ratio: float) -> float:

@@ -139,7 +139,7 @@ class CAMixerOSR(CAMixerNet):
         self.body_tail = PerImageConv2d(n_feats, n_feats, 3, padding=1)
         self.dcn = DCNv2Pack(n_feats, n_feats)
         self.tail = nn.Sequential(PerImageConv2d(n_feats, n_colors * scale**2, 3, padding=1), nn.PixelShuffle(scale))
-        self._use_channels_last()
+        self._match_layout()
 
     def forward(self, x: Tensor, condition: Tensor | None = None) -> Tensor | TrainOutput:
         self._check_input(x)

@@ -96,7 +96,7 @@ class CAMixerSR(CAMixerNet):
         self.body = nn.ModuleList(Group(n_feats, n_block[i], self.ratio) for i in range(n_group))
         self.body_tail = PerImageConv2d(n_feats, n_feats, 3, padding=1)
         self.tail = nn.Sequential(PerImageConv2d(n_feats, n_colors * scale**2, 3, padding=1), nn.PixelShuffle(scale))
-        self._use_channels_last()
+        self._match_layout()
 
     def forward(self, x: Tensor) -> Tensor | TrainOutput:
         self._check_input(x)
