@@ -111,7 +111,8 @@ class WarmUp(WorkerPlugin):
         try:
             await asyncio.to_thread(self.warm, *self.args)
         except Exception:  # noqa: BLE001
-            log.warning("model warm-up failed on %s; its tasks load the model themselves", worker.address, exc_info=True)
+            log.warning("model warm-up failed on %s; its tasks load the model themselves", worker.address,
+                        exc_info=True)
         else:
             log.info("models warmed up on %s in %.1f s", worker.address, time.perf_counter() - start)
 

@@ -25,7 +25,7 @@ def test_the_whole_image_when_it_just_fits_and_tiles_when_it_does_not():
     whole = (1024 + 32) * (2048 + 32) * CAMIXER_BYTES_PER_PIXEL / HEADROOM
     assert choose_tiling(whole * 1.001, CAMIXER_BYTES_PER_PIXEL, 1024, 2048, window=16, halo=16, max_batch=4)[0] is None
     tile, batch = choose_tiling(whole * 0.999, CAMIXER_BYTES_PER_PIXEL, 1024, 2048, window=16, halo=16, max_batch=4)
-    assert tile == 1024 and batch == 1  # the largest fitting tile (~1450 px) evened out: two 1024-px tiles, not 1450+598
+    assert tile == 1024 and batch == 1  # the largest fitting tile (~1450 px) evened out: 2 × 1024 px, not 1450 + 598
 
 
 @pytest.mark.parametrize("free_gib", [2, 4, 8, 16, 24, 40])

@@ -56,8 +56,9 @@ def _tile_value(value: str | None) -> int | str | None:
 
 Tile = Annotated[
     str | None,
-    typer.Option("--tile", callback=_tile_value, help="Tile size in LR pixels (rounded up to the window), or 'auto': "
-                                                      "from a GPU's free memory (whole image when it fits), 256 on CPU."),
+    typer.Option("--tile", callback=_tile_value,
+                 help="Tile size in LR pixels (rounded up to the window), or 'auto': from a GPU's free memory "
+                      "(whole image when it fits), 256 on the CPU."),
 ]
 Halo = Annotated[int | None, typer.Option("--halo", help="Tile halo in LR pixels.")]
 Device = Annotated[str | None, typer.Option("--device", help="auto, cpu or cuda (cuda needs GPU workers).")]
