@@ -8,18 +8,22 @@ One Dask graph per run, two tasks per image:
                           error, not an exception, so it is recorded rather than retried.
 ``sr-<key>-<model>``      one per (image, model): owns the group ``images/<key>/<model>``; recreates it
                           (``status: running``), streams the engine's tiles into its ``sr`` array
-                          (:func:`odisr.inference.upscale` with ``sink=``), writes the preview (and attention map),
-                          scores against the HR when evaluating, and writes ``status: complete`` last. It asks for
-                          ``resources={"GPU": 1}`` on CUDA and gets ``retries=2`` (a dead worker or a crash is retried
-                          from scratch). The model comes from the per-process cache
-                          (:func:`pipelines.cluster.get_model`).
+                          (:func:`odisr.inference.upscale` with ``sink=``: writer threads compress and store tile k
+                          while the network computes tile k + 1, :class:`pipelines.store.RegionSink`), writes the
+                          preview summed from those tiles (and the attention map), scores against the HR when
+                          evaluating, and writes ``status: complete`` last. It asks for ``resources={"GPU": 1}`` on
+                          CUDA and gets ``retries=2`` (a dead worker or a crash is retried from scratch). The model
+                          comes from the per-process cache (:func:`pipelines.cluster.get_model`), loaded and warmed
+                          when the worker joined (:func:`warm_up`).
 
 One task per (image, model) is the unit of parallelism: on the test panoramas, 4 images on 2 single-threaded
 workers keep both busy (see ``benchmarks/bench_pipeline.py``); splitting an image into row bands was not needed.
 
-The driver (:func:`run_job`) decides what to skip (:func:`pipelines.store.resume_action`), submits, shows a
-progress bar (pairs, and output megapixels reported by the workers as tiles land), records failures that escaped the
-tasks, and appends the run record with its summary to the store's root attrs.
+The driver (:func:`run_job`) decides what to skip (:func:`pipelines.store.resume_action`), has every worker warm its
+models, submits a few images per inference slot at a time (so decoding runs ahead of inference on the workers' other
+threads, but memory stays bounded on any archive size), shows a progress bar (pairs, and output megapixels reported by
+the workers as tiles land), records failures that escaped the tasks, and appends the run record with its summary to
+the store's root attrs.
 """
 
 from __future__ import annotations

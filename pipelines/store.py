@@ -36,7 +36,7 @@ The preview and attention arrays have their own dimension names so that ``xarray
 from __future__ import annotations
 
 import json
-import threading
+import queue
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor, wait
@@ -174,11 +174,13 @@ def create_sr(group: zarr.Group, shape: tuple[int, int], chunk: int, dtype: Any 
 class RegionSink:
     """``sink[y0:y1, x0:x1, :] = block`` target for the engine that overlaps writing with inference.
 
-    ``__setitem__`` only queues the block: a pool of ``writers`` threads writes it (:meth:`write`: ownership check,
-    zstd encoding, store, preview sums, progress), while the caller computes the next tiles. At most
-    ``max_pending`` pieces wait at a time (the caller blocks beyond that), so memory stays bounded whatever the
-    image size. Blocks larger than a chunk (whole-image inference) are cut into chunk-sized pieces written in
-    parallel. The caller must not modify a block after handing it over.
+    ``__setitem__`` only copies the block into one of ``max_pending`` chunk-sized buffers and queues it: a pool of
+    ``writers`` threads writes it (:meth:`write`: ownership check, zstd encoding, store, preview sums, progress),
+    while the caller computes the next tiles. When every buffer is queued the caller waits, so memory stays bounded
+    whatever the image size. Blocks larger than a chunk (whole-image inference) are cut into chunk-sized pieces
+    written in parallel. The buffers are allocated once: the engine's blocks are freed right after the copy, in the
+    order they were made, as in the engine's own numpy path. (Measured: handing the blocks themselves to the
+    writers, freed later by other threads, fragmented glibc's heap by 0.45 GB of RSS on a 16384×8192 output.)
 
     Regions must be chunk-aligned (each chunk written by one piece only: two threads must never share a chunk);
     the engine's are, as the chunk is its ``tile · scale``. ``on_write(pixels)`` is called after each piece (from a
@@ -204,7 +206,10 @@ class RegionSink:
         self.preview = PreviewAccumulator(array.shape, array.dtype)
         self._attrs_key = f"{group.path}/zarr.json" if group.path else "zarr.json"
         self._pool = ThreadPoolExecutor(max(1, writers), thread_name_prefix="odisr-writer")
-        self._room = threading.Semaphore(max_pending or 2 * max(1, writers))
+        chunk = tuple(min(c, n) for c, n in zip(array.chunks, array.shape, strict=True))
+        self._buffers: queue.SimpleQueue[np.ndarray] = queue.SimpleQueue()
+        for _ in range(max_pending or 2 * max(1, writers)):
+            self._buffers.put(np.empty(chunk, array.dtype))
         self._queued: set[Future] = set()
         self._error: BaseException | None = None
         self._closed = False
@@ -213,11 +218,13 @@ class RegionSink:
         self._raise_error()
         ys, xs = region[:2]
         for y0, x0, piece in self._pieces(ys, xs, block):
-            self._room.acquire()  # back-pressure: the engine waits while max_pending pieces are queued
+            buffer = self._buffers.get()  # back-pressure: the engine waits while every buffer is queued
             if self._error is not None:
-                self._room.release()
+                self._buffers.put(buffer)
                 self._raise_error()
-            future = self._pool.submit(self._guarded_write, y0, x0, piece)
+            copy = buffer[: piece.shape[0], : piece.shape[1]]
+            copy[...] = piece
+            future = self._pool.submit(self._guarded_write, y0, x0, copy, buffer)
             self._queued.add(future)
             future.add_done_callback(self._queued.discard)
 
@@ -268,14 +275,14 @@ class RegionSink:
         self._closed = True
         self._pool.shutdown(wait=True, cancel_futures=True)
 
-    def _guarded_write(self, y0: int, x0: int, block: np.ndarray) -> None:
+    def _guarded_write(self, y0: int, x0: int, block: np.ndarray, buffer: np.ndarray) -> None:
         try:
             if self._error is None:  # after a failure (e.g. superseded) nothing more is written
                 self.write(y0, x0, block)
         except BaseException as exc:  # noqa: BLE001  (handed to the engine's thread by _raise_error)
             self._error = self._error or exc
         finally:
-            self._room.release()
+            self._buffers.put(buffer)
 
     def _raise_error(self) -> None:
         if self._error is not None:
