@@ -570,6 +570,9 @@ def writer_threads() -> int:
     return min(8, max(2, nthreads))
 
 
+_WARMED: set[tuple[Any, ...]] = set()  # (model ref, shape settings) warmed in this process
+
+
 def warm_up(settings: Settings, models: tuple[ModelChoice, ...]) -> None:
     """(In a worker, once when it joins) load each model and run the forward passes its images will run, so that
     no image pays the first call's costs: the CUDA context, cuDNN and kernel loading, compilation (3.66 s against
@@ -578,24 +581,31 @@ def warm_up(settings: Settings, models: tuple[ModelChoice, ...]) -> None:
     On CUDA: one batch of the tile shape (``settings.batch_size`` tiles of ``tile + 2·halo``), or for ``tile: auto``
     the memory probe of :func:`odisr.inference.auto_tiling`; for whole-image inference, whose shape is the image's,
     one small forward. On the CPU, where a first call costs little more than the next, one window-sized forward.
+    A model already warmed for these settings in this process (an earlier run on the same cluster) is skipped.
     """
+    for choice in models:
+        s = settings
+        key = (choice.ref(s.device), s.mode, s.tile, s.halo, s.batch_size, s.amp)
+        if key not in _WARMED:
+            _warm_forward(get_model(key[0]), choice.window_size, settings)
+            _WARMED.add(key)
+
+
+def _warm_forward(model: Any, window: int, settings: Settings) -> None:
+    """The forward pass(es) of :func:`warm_up` for one model, on zero images."""
     from odisr.inference import AUTO, auto_tiling, upscale
     from odisr.inference.tiling import effective_tile
 
-    cuda = settings.device.startswith("cuda")
-    for choice in models:
-        model = get_model(choice.ref(settings.device))
-        window, tile = choice.window_size, settings.tile
-        if cuda and tile == AUTO:
-            auto_tiling(model, 8 * window, 16 * window, device=settings.device, amp=settings.amp, halo=settings.halo)
-            continue
-        t = effective_tile(tile, window) if cuda and isinstance(tile, int) else 4 * window
-        batch = settings.batch_size if cuda and isinstance(tile, int) else 1
-        zeros = np.zeros((t, t * batch, 3), np.uint8)
-        upscale(
-            zeros, model, mode=settings.mode, tile=t if batch > 1 else None, halo=settings.halo,
-            device=settings.device, batch_size=batch, amp=settings.amp,
-        )  # fmt: skip
+    cuda, tile = settings.device.startswith("cuda"), settings.tile
+    if cuda and tile == AUTO:
+        auto_tiling(model, 8 * window, 16 * window, device=settings.device, amp=settings.amp, halo=settings.halo)
+        return
+    t = effective_tile(tile, window) if cuda and isinstance(tile, int) else 4 * window
+    batch = settings.batch_size if cuda and isinstance(tile, int) else 1
+    upscale(
+        np.zeros((t, t * batch, 3), np.uint8), model, mode=settings.mode, tile=t if batch > 1 else None,
+        halo=settings.halo, device=settings.device, batch_size=batch, amp=settings.amp,
+    )  # fmt: skip
 
 
 def _reporter(topic: str | None) -> Callable[[dict[str, int]], None]:
