@@ -64,7 +64,7 @@ from odisr.io import read_image, write_image
 from odisr.resize import imresize
 from odisr.sources import find_sources
 from pipelines.batch_sr import Job, Settings, resolve_model, run_job
-from pipelines.cluster import connect, get_model, local_gpus, preload
+from pipelines.cluster import connect, get_model, preload
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 ERP = SHARED / "data" / "erp"
@@ -238,7 +238,7 @@ def cli_round(args: argparse.Namespace, pano: Path, store: Path) -> dict[str, fl
     root = zarr.open_group(str(store), mode="r")
     summary = root.attrs["runs"][-1]["summary"]
     (pair,) = (g for _, image in root["images"].groups() for _, g in image.groups())
-    return {"wall": wall, "run_seconds": summary["seconds"], "warmup_seconds": summary["warmup_seconds"],
+    return {"wall": wall, "run_seconds": summary["seconds"], "warmup_seconds": summary.get("warmup_seconds", 0.0),
             "pair_seconds": pair.attrs["seconds"], "peak_rss_gb": peak / 1e9}  # fmt: skip
 
 
@@ -347,7 +347,7 @@ def warm_loop(paths: list[Path], args: argparse.Namespace) -> tuple[dict[str, fl
     from odisr.models import load
 
     sync = torch.cuda.synchronize if args.device.startswith("cuda") else (lambda: None)
-    model = load(args.choice.load_name, weights=args.weights_arg, device=args.device, ratio=args.ratio)
+    model = load(args.choice.load_name, weights=args.weights_arg, device=args.device, ratio=args.choice.ratio)
     clock = ForwardClock(model, args.device)
     kwargs = {"mode": "odi", "tile": args.tile, "halo": args.halo, "device": args.device, "amp": args.amp}
     first_lr = read_image(paths[0].read_bytes(), name=str(paths[0]))
@@ -377,6 +377,8 @@ def warm_loop(paths: list[Path], args: argparse.Namespace) -> tuple[dict[str, fl
 def gpu_pipeline(paths: list[Path], args: argparse.Namespace, tmp: Path) -> tuple[dict[str, float], Path]:
     """``odisr run``'s path on the default local cluster: a one-image run on the fresh cluster (first-image latency,
     warm-up), then all images on the warm cluster."""
+    from pipelines.cluster import local_gpus
+
     device = "cuda" if args.device.startswith("cuda") else "cpu"
     start = time.perf_counter()
     with connect(gpus=local_gpus(args.device) if device == "cuda" else (), n_workers=args.workers) as client:
