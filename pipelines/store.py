@@ -6,7 +6,8 @@ Layout (zarr v3; the contract with ``odisr report``)::
       images/<key>/             one group per input image (created by the driver, no attrs)
         <model>/                one group per (image, model), written by ONE task only; attrs: status, error,
                                 source, source_sha256, model, architecture, weights, weights_sha256, scale, ratio,
-                                mode, tile, halo, device, lr_shape, sr_shape, seconds, odisr_version, metrics, bands…
+                                mode, tile, halo, device, lr_shape, sr_shape, tile_used, batch_size_used (the engine's,
+                                "tile: auto" resolved), seconds, odisr_version, metrics, bands…
           sr         (y, x, band) uint8, chunks (tile·s, tile·s, 3), zstd, written region by region
           preview    (preview_y, preview_x, band) uint8, ≤ 1024 px wide, one chunk
           attention  (window_y, window_x) float32, optional (content-aware models)

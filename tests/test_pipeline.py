@@ -177,6 +177,16 @@ def test_unknown_config_key_fails_before_any_work(lr_dir, tmp_path):
     assert not store.exists()
 
 
+def test_tile_is_a_size_or_auto(lr_dir, scheduler, tmp_path):
+    code, output = run([lr_dir], tmp_path / "bad.zarr", scheduler, "--tile", "big")
+    assert code == 2 and "'big'" in output and "auto" in output
+    store = tmp_path / "auto.zarr"
+    code, output = run([lr_dir / PANOS[0]], store, scheduler, "--tile", "auto", "--device", "cpu")
+    assert code == 0, output
+    attrs = pairs(store)["hohonet_pano/bicubic-x4"]
+    assert attrs["tile"] == attrs["tile_used"] == 256  # off CUDA, auto is the fixed CPU tile, recorded as such
+
+
 def test_cuda_without_gpu_workers_is_a_clear_error(lr_dir, scheduler, tmp_path):
     code, output = run([lr_dir], tmp_path / "out.zarr", scheduler, "--device", "cuda")
     assert code == 2 and "GPU=1" in output
