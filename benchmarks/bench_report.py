@@ -65,8 +65,9 @@ def _write_pairs(store: str, indices: range, failed: int) -> None:
             continue
         group = st.begin_pair(store, key, MODEL, attrs)
         sink = st.RegionSink(group, st.create_sr(group, (h * SCALE, w * SCALE), 256))
-        sink[:, :, :] = synthetic_sr(i)
-        st.write_preview(group, sink.array)
+        with sink:
+            sink[:, :, :] = synthetic_sr(i)
+        st.write_preview(group, sink.preview.result())
         st.complete_pair(sink, {"seconds": 0.05 + (i % 10) / 100})
 
 

@@ -5,7 +5,8 @@ A preset names the model and how to run it::
     model: camixersr-odi-x4     # registry name (``odisr models list``) or a weights file path
     scale: 4                    # must match the model
     mode: odi                   # odi | large | lightweight
-    tile: 256                   # LR pixels, rounded up to the model's window; null = whole image
+    tile: auto                  # LR pixels, rounded up to the model's window; null = whole image; auto = from a
+                                # GPU's free memory (whole image when it fits), 256 on the CPU
     halo: 16                    # LR pixels; null = the engine's default
     ratio: 0.5                  # CAMixer attention ratio γ in [0, 1]; null = the model's own
     device: auto                # auto | cpu | cuda | cuda:N | mps
@@ -20,7 +21,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -62,7 +63,7 @@ class UpscaleConfig(BaseModel):
     model: str = Field(min_length=1)
     scale: int | None = Field(default=None, ge=1, le=8)
     mode: Literal["odi", "large", "lightweight"] = "odi"
-    tile: int | None = Field(default=None, gt=0)
+    tile: Annotated[int, Field(gt=0)] | Literal["auto"] | None = None
     halo: int | None = Field(default=None, ge=0)
     ratio: float | None = Field(default=None, ge=0.0, le=1.0)
     device: str = "auto"

@@ -154,36 +154,40 @@ def collect_exports(futures: Mapping[Future, ExportTask], *, progress: bool = Tr
     return summary
 
 
-def submit_after_run(
-    client: Client,
-    store: str,
-    out_dir: str,
-    request: ExportRequest,
-    pairs: Mapping[Future, tuple[str, str, str]],
-    *,
-    models: Iterable[str],
-    keys: Iterable[str],
-) -> dict[Future, tuple[Future | None, ExportTask]]:
-    """Export tasks for ``odisr run --export-dir``: one after each pair future of the run (``pairs``: future →
-    ``(key, model, source)``), which starts as soon as that pair is done, and one for each pair of the run's
-    ``models`` × image ``keys`` already complete in the store but not exported yet (a resumed run).
-    Returns ``{export future: (pair future or None, task)}`` for :func:`collect_after_run`.
+class AfterRun:
+    """Export tasks for ``odisr run --export-dir``: one after each pair task of the run (:meth:`after`, called as the
+    run submits it; the export starts as soon as that pair is done), and, from the start, one for each pair of the
+    run's ``models`` × image ``keys`` already complete in the store but not exported yet (a resumed run).
+    ``running``: the ``(key, model)`` pairs the run will compute (not exported from the store now).
     """
-    exports: dict[Future, tuple[Future | None, ExportTask]] = {}
-    for future, (key, model, source) in pairs.items():
-        task = ExportTask(store, key, model, source, out_dir, request)
-        exports[submit_export(client, task, after=future)] = (future, task)
-    running = [(key, model) for key, model, _ in pairs.values()]
-    earlier, _, _ = plan_exports(store, out_dir, request, models=models, only=keys, exclude=running)
-    exports.update({submit_export(client, task): (None, task) for task in earlier})
-    return exports
 
+    def __init__(
+        self,
+        client: Client,
+        store: str,
+        out_dir: str,
+        request: ExportRequest,
+        *,
+        running: Iterable[tuple[str, str]],
+        models: Iterable[str],
+        keys: Iterable[str],
+    ) -> None:
+        self.client, self.store, self.out_dir, self.request = client, store, out_dir, request
+        earlier, _, _ = plan_exports(store, out_dir, request, models=models, only=keys, exclude=list(running))
+        self.exports: dict[Future, tuple[Future | None, ExportTask]] = {
+            submit_export(client, task): (None, task) for task in earlier
+        }
 
-def collect_after_run(exports: Mapping[Future, tuple[Future | None, ExportTask]], *, progress: bool) -> ExportSummary:
-    """Wait for :func:`submit_after_run`'s tasks. Those after a pair task that raised are left out: the run
-    reports that pair's failure, there is nothing to export."""
-    live = {future: task for future, (pair, task) in exports.items() if pair is None or pair.status != "error"}
-    return collect_exports(live, progress=progress)
+    def after(self, pair: Future, key: str, model: str, source: str) -> None:
+        """Submit the export of pair ``(key, model)`` (from ``source``) to run once the ``pair`` future is done."""
+        task = ExportTask(self.store, key, model, source, self.out_dir, self.request)
+        self.exports[submit_export(self.client, task, after=pair)] = (pair, task)
+
+    def collect(self, *, progress: bool) -> ExportSummary:
+        """Wait for the export tasks. Those after a pair task that raised are left out: the run reports that
+        pair's failure, there is nothing to export."""
+        live = {future: task for future, (pair, task) in self.exports.items() if pair is None or pair.status != "error"}
+        return collect_exports(live, progress=progress)
 
 
 def _result_of(future: Future, task: ExportTask) -> ExportResult:

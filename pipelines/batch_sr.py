@@ -8,24 +8,29 @@ One Dask graph per run, two tasks per image:
                           error, not an exception, so it is recorded rather than retried.
 ``sr-<key>-<model>``      one per (image, model): owns the group ``images/<key>/<model>``; recreates it
                           (``status: running``), streams the engine's tiles into its ``sr`` array
-                          (:func:`odisr.inference.upscale` with ``sink=``), writes the preview (and attention map),
-                          scores against the HR when evaluating, and writes ``status: complete`` last. It asks for
-                          ``resources={"GPU": 1}`` on CUDA and gets ``retries=2`` (a dead worker or a crash is retried
-                          from scratch). The model comes from the per-process cache
-                          (:func:`pipelines.cluster.get_model`).
+                          (:func:`odisr.inference.upscale` with ``sink=``: writer threads compress and store tile k
+                          while the network computes tile k + 1, :class:`pipelines.store.RegionSink`), writes the
+                          preview summed from those tiles (and the attention map), scores against the HR when
+                          evaluating, and writes ``status: complete`` last. It asks for ``resources={"GPU": 1}`` on
+                          CUDA and gets ``retries=2`` (a dead worker or a crash is retried from scratch). The model
+                          comes from the per-process cache (:func:`pipelines.cluster.get_model`), loaded and warmed
+                          when the worker joined (:func:`warm_up`).
 
 One task per (image, model) is the unit of parallelism: on the test panoramas, 4 images on 2 single-threaded
 workers keep both busy (see ``benchmarks/bench_pipeline.py``); splitting an image into row bands was not needed.
 
-The driver (:func:`run_job`) decides what to skip (:func:`pipelines.store.resume_action`), submits, shows a
-progress bar (pairs, and output megapixels reported by the workers as tiles land), records failures that escaped the
-tasks, and appends the run record with its summary to the store's root attrs.
+The driver (:func:`run_job`) decides what to skip (:func:`pipelines.store.resume_action`), has every worker warm its
+models, submits a few images per inference slot at a time (so decoding runs ahead of inference on the workers' other
+threads, but memory stays bounded on any archive size), shows a progress bar (pairs, and output megapixels reported by
+the workers as tiles land), records failures that escaped the tasks, and appends the run record with its summary to
+the store's root attrs.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import posixpath
 import time
 import uuid
@@ -42,7 +47,7 @@ from distributed import Client, as_completed, get_worker
 import odisr
 from odisr.sources import Source, dataset_name, find_sources, slugify
 from pipelines import store as st
-from pipelines.cluster import ClusterError, ModelRef, describe, get_model, inference_resources
+from pipelines.cluster import ClusterError, ModelRef, WarmUp, describe, get_model, in_flight, inference_resources
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +63,8 @@ WHOLE_IMAGE_CHUNK = 512  # sr chunk edge (output pixels) when the engine runs wh
 class Settings:
     """How every pair of a run is computed (the resolved config).
 
-    ``tile``/``halo`` in LR pixels (None: whole image / the engine's default halo); ``degrade`` is None for
+    ``tile``/``halo`` in LR pixels (None: whole image / the engine's default halo; ``tile="auto"``: chosen per image
+    from the worker's free device memory, :func:`odisr.inference.auto_tiling`); ``degrade`` is None for
     ``odisr run`` and ``"bicubic"``, ``"fisheye"`` or ``"lr-dir"`` for ``odisr evaluate``. ``dataset`` names the
     benchmark every image of the run belongs to (a report column); None: each image's own folder
     (:func:`odisr.sources.dataset_name`).
@@ -66,7 +72,7 @@ class Settings:
 
     scale: int
     mode: str = "odi"
-    tile: int | None = 64
+    tile: int | str | None = 64
     halo: int | None = None
     ratio: float | None = None
     device: str = "cpu"
@@ -140,14 +146,14 @@ class Pair:
             "odisr_version": odisr.__version__,
         }
 
-    @property
-    def chunk(self) -> int:
-        """Edge of the ``sr`` chunks: the engine's (window-aligned) tile times the scale."""
-        if self.settings.tile is None:
+    def chunk(self, tile: int | None) -> int:
+        """Edge of the ``sr`` chunks for the engine's ``tile`` (resolved, LR px): the window-aligned tile times the
+        scale, so that each tile's output is exactly one chunk (:data:`WHOLE_IMAGE_CHUNK` for the whole image)."""
+        if tile is None:
             return WHOLE_IMAGE_CHUNK
         from odisr.inference.tiling import effective_tile
 
-        return effective_tile(self.settings.tile, self.model.window_size) * self.model.scale
+        return effective_tile(tile, self.model.window_size) * self.model.scale
 
 
 @dataclass(frozen=True)
@@ -175,13 +181,18 @@ class PairResult:
 
 @dataclass
 class Summary:
-    """The outcome of a run; ``megapixels_per_s`` counts SR output pixels of completed pairs over wall time."""
+    """The outcome of a run. ``seconds``: wall time of the whole run, of which ``warmup_seconds`` went to loading
+    and warming the models in the workers before the first image (:func:`warm_workers`); ``output_megapixels``:
+    SR output pixels of the completed pairs; ``megapixels_per_s``: those over the time after the warm-up
+    (``seconds − warmup_seconds``), the rate at which a warm cluster works through the images."""
 
     done: int = 0
     failed: int = 0
     skipped: int = 0
     seconds: float = 0.0
     megapixels_per_s: float = 0.0
+    warmup_seconds: float = 0.0
+    output_megapixels: float = 0.0
     failures: list[tuple[str, str, str]] = field(default_factory=list)  # (source, model, error)
     exports: Any = None  # pipelines.batch_export.ExportSummary of `run --export-dir` (not in the run record)
 
@@ -189,7 +200,7 @@ class Summary:
         """The one-line summary printed at the end of a run."""
         return (
             f"{self.done} done, {self.failed} failed, {self.skipped} skipped (image × model) in {self.seconds:.1f} s "
-            f"({self.megapixels_per_s:.2f} output Mpx/s)"
+            f"({self.megapixels_per_s:.2f} output Mpx/s after {self.warmup_seconds:.1f} s of model warm-up)"
         )
 
     def record(self) -> dict[str, Any]:
@@ -326,52 +337,102 @@ def run_job(job: Job, client: Client, *, progress: bool = True) -> Summary:
     todo, skipped = plan(job, root)
     for source, _ in todo:
         root.require_group(f"images/{source.key}")
-    topic = f"{PROGRESS_TOPIC}-{uuid.uuid4().hex[:8]}"
-    futures = _submit(client, job, todo, topic)
-    exports = _submit_exports(client, job, futures)
     summary = Summary(skipped=skipped)
-    megapixels = _collect(client, futures, summary, topic, progress=progress)
-    if job.export is not None:
-        from pipelines.batch_export import collect_after_run
-
-        summary.exports = collect_after_run(exports, progress=progress)
+    if todo:
+        summary.warmup_seconds = warm_workers(client, job)
+    topic = f"{PROGRESS_TOPIC}-{uuid.uuid4().hex[:8]}"
+    exports = _exports_after_run(client, job, todo)
+    feeder = _Feeder(client, job, todo, topic, after=None if exports is None else exports.after)
+    summary.output_megapixels = _collect(client, feeder, summary, topic, progress=progress)
+    if exports is not None:
+        summary.exports = exports.collect(progress=progress)
     summary.seconds = time.perf_counter() - start
-    summary.megapixels_per_s = megapixels / summary.seconds if summary.seconds > 0 else 0.0
+    working = summary.seconds - summary.warmup_seconds
+    summary.megapixels_per_s = summary.output_megapixels / working if working > 0 else 0.0
     st.finish_run(root, index, summary.record())
     return summary
 
 
-def _submit(client: Client, job: Job, todo: list[tuple[Source, list[Pair]]], topic: str) -> dict[Any, Pair]:
-    resources = inference_resources(job.settings.device)
-    token = uuid.uuid4().hex[:8]
-    futures = {}
-    for source, pairs in todo:
-        lr_source = (job.lr_sources or {}).get(source.key)
-        decoded = client.submit(
-            decode, source, job.settings, lr_source, key=f"decode-{source.key}-{token}", retries=RETRIES
+def warm_workers(client: Client, job: Job) -> float:
+    """Load and warm the job's models in every worker — now, and in any worker that joins later (a restarted one)
+    — before the first image (:class:`pipelines.cluster.WarmUp` running :func:`warm_up`); returns the seconds the
+    driver waited for the workers present now."""
+    start = time.perf_counter()
+    client.register_plugin(WarmUp(warm_up, job.settings, tuple(job.models)))
+    return time.perf_counter() - start
+
+
+class _Feeder:
+    """Submits the graph source by source, keeping at most :func:`pipelines.cluster.in_flight` sources (a decode
+    task and its pair tasks each) on the cluster, so decoding runs a few images ahead of inference (beside it, on
+    the workers' other threads) but never the whole archive ahead (decoded images wait in worker memory).
+    ``after(future, key, model, source)`` is called for each pair task submitted (``run --export-dir``)."""
+
+    def __init__(
+        self,
+        client: Client,
+        job: Job,
+        todo: list[tuple[Source, list[Pair]]],
+        topic: str,
+        after: Callable[[Any, str, str, str], None] | None = None,
+    ) -> None:
+        self.client, self.job, self.topic, self.after = client, job, topic, after
+        self.total = sum(len(pairs) for _, pairs in todo)
+        self.pairs: dict[Any, Pair] = {}  # pair future → pair, until collected
+        self._todo = iter(todo)
+        self._left: dict[str, int] = {}  # source key on the cluster → its pairs not yet finished
+        self._resources = inference_resources(job.settings.device)
+        self._token = uuid.uuid4().hex[:8]
+
+    def refill(self) -> list[Any]:
+        """Submit sources until :func:`in_flight` are on the cluster; returns the new pair futures."""
+        new: list[Any] = []
+        limit = in_flight(self.client, self.job.settings.device)  # asked each time: the cluster may have grown
+        while len(self._left) < limit and (item := next(self._todo, None)) is not None:
+            new += self._submit(*item)
+        return new
+
+    def finished(self, future: Any) -> list[Any]:
+        """Forget a collected pair future; returns the futures submitted in its place (when its source is done)."""
+        key = self.pairs.pop(future).key
+        self._left[key] -= 1
+        if self._left[key]:
+            return []
+        del self._left[key]
+        return self.refill()
+
+    def _submit(self, source: Source, pairs: list[Pair]) -> list[Any]:
+        lr_source = (self.job.lr_sources or {}).get(source.key)
+        decoded = self.client.submit(
+            decode, source, self.job.settings, lr_source, key=f"decode-{source.key}-{self._token}", retries=RETRIES
         )
+        self._left[source.key] = len(pairs)
+        futures = []
         for pair in pairs:
-            future = client.submit(
-                super_resolve, pair, decoded, topic,
-                key=f"sr-{source.key}-{pair.model.name}-{token}", resources=resources, retries=RETRIES,
-            )  # fmt: skip
-            futures[future] = pair
-    return futures
+            futures.append(self.client.submit(
+                super_resolve, pair, decoded, self.topic,
+                key=f"sr-{source.key}-{pair.model.name}-{self._token}", resources=self._resources, retries=RETRIES,
+            ))  # fmt: skip
+            self.pairs[futures[-1]] = pair
+            if self.after is not None:
+                self.after(futures[-1], pair.key, pair.model.name, pair.source)
+        return futures
 
 
-def _submit_exports(client: Client, job: Job, futures: dict[Any, Pair]) -> dict[Any, Any]:
-    """``run --export-dir``: an export task after each pair (:func:`pipelines.batch_export.submit_after_run`)."""
+def _exports_after_run(client: Client, job: Job, todo: list[tuple[Source, list[Pair]]]) -> Any:
+    """``run --export-dir``: a :class:`pipelines.batch_export.AfterRun` (None without ``--export-dir``)."""
     if job.export is None:
-        return {}
-    from pipelines.batch_export import submit_after_run
+        return None
+    from pipelines.batch_export import AfterRun
 
-    pairs = {future: (pair.key, pair.model.name, pair.source) for future, pair in futures.items()}
+    running = [(source.key, pair.model.name) for source, pairs in todo for pair in pairs]
     models, keys = [m.name for m in job.models], [s.key for s in job.sources]
-    return submit_after_run(client, job.store, *job.export, pairs, models=models, keys=keys)
+    return AfterRun(client, job.store, *job.export, running=running, models=models, keys=keys)
 
 
-def _collect(client: Client, futures: dict[Any, Pair], summary: Summary, topic: str, *, progress: bool) -> float:
-    """Wait for the pair futures, filling ``summary``; returns the output megapixels of completed pairs."""
+def _collect(client: Client, feeder: _Feeder, summary: Summary, topic: str, *, progress: bool) -> float:
+    """Submit through ``feeder`` and wait for the pair futures, filling ``summary``; returns the output megapixels
+    of completed pairs."""
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -379,7 +440,7 @@ def _collect(client: Client, futures: dict[Any, Pair], summary: Summary, topic: 
     columns = (TextColumn("{task.description:>10}"), BarColumn(), count, TimeRemainingColumn())
     megapixels = 0.0
     with Progress(*columns, console=Console(stderr=True), disable=not progress) as bar:
-        pairs_task = bar.add_task("pairs", total=len(futures))
+        pairs_task = bar.add_task("pairs", total=feeder.total)
         pixels_task = bar.add_task("output px", total=0)
 
         def on_event(event: tuple[float, dict[str, int]]) -> None:  # runs in the client's event-loop thread
@@ -391,12 +452,14 @@ def _collect(client: Client, futures: dict[Any, Pair], summary: Summary, topic: 
 
         client.subscribe_topic(topic, on_event)
         try:
-            for future in as_completed(list(futures)):
+            running = as_completed(feeder.refill())
+            for future in running:
                 if future.cancelled():
                     raise ClusterError(_cancelled(client, future))
-                result = _result_of(future, futures[future])
-                megapixels += _tally(summary, result, futures[future])
+                pair = feeder.pairs[future]
+                megapixels += _tally(summary, _result_of(future, pair), pair)
                 bar.advance(pairs_task)
+                running.update(feeder.finished(future))
         finally:
             if client.status == "running":  # else unsubscribing would wait for the lost scheduler
                 client.unsubscribe_topic(topic)
@@ -500,8 +563,10 @@ def super_resolve(pair: Pair, decoded: Decoded, topic: str | None = None) -> Pai
         return PairResult(pair.key, name, st.FAILED, decoded.error)
     try:
         st.check_not_done_elsewhere(pair.store, pair.key, name, pair.planned_over, pair.attrs)
-        sink = _open_sink(pair, decoded, _reporter(topic))
-        results = _infer(pair, decoded.lr, sink)
+        model = get_model(pair.model.ref(pair.settings.device, pair.settings.compile))
+        tile, batch = _tiling(pair, model, decoded.lr.shape[:2])
+        sink = _open_sink(pair, decoded, tile, _reporter(topic))
+        results = _infer(pair, model, decoded.lr, sink, tile, batch)
         if decoded.hr is not None:
             results.update(score(decoded.hr, sink.array[...], pair.model.scale))
         st.complete_pair(sink, results)
@@ -510,39 +575,103 @@ def super_resolve(pair: Pair, decoded: Decoded, topic: str | None = None) -> Pai
     return PairResult(pair.key, name, st.COMPLETE, megapixels=sink.shape[0] * sink.shape[1] / 1e6)
 
 
-def _open_sink(pair: Pair, decoded: Decoded, report: Callable[[dict[str, int]], None]) -> st.RegionSink:
-    """(Re)create the pair's group and its ``sr`` array; the sink reports written pixels through ``report``."""
+def _tiling(pair: Pair, model: Any, shape: tuple[int, int]) -> tuple[int | None, int]:
+    """The engine's ``(tile, batch_size)`` for this image: the settings', or chosen from the free device memory
+    when the tile is ``"auto"`` (:func:`odisr.inference.auto_tiling`)."""
+    from odisr.inference import AUTO, auto_tiling
+
+    s = pair.settings
+    if s.tile != AUTO:
+        return s.tile, s.batch_size  # type: ignore[return-value]
+    return auto_tiling(model, *shape, device=s.device, amp=s.amp, halo=s.halo, batch_size=s.batch_size)
+
+
+def _open_sink(
+    pair: Pair, decoded: Decoded, tile: int | None, report: Callable[[dict[str, int]], None]
+) -> st.RegionSink:
+    """(Re)create the pair's group and its ``sr`` array (chunked by ``tile`` · scale); the sink writes with
+    :func:`writer_threads` threads and reports written pixels through ``report``."""
     (h, w), s = decoded.lr.shape[:2], pair.model.scale
     attrs = {**pair.attrs, "source_sha256": decoded.sha256, "source_metadata": decoded.metadata,
              "lr_shape": [h, w], "sr_shape": [h * s, w * s]}  # fmt: skip
     group = st.begin_pair(pair.store, pair.key, pair.model.name, attrs)
     report({"total": h * s * w * s})
-    sr = st.create_sr(group, (h * s, w * s), pair.chunk, decoded.lr.dtype)
-    return st.RegionSink(group, sr, lambda pixels: report({"done": pixels}))
+    sr = st.create_sr(group, (h * s, w * s), pair.chunk(tile), decoded.lr.dtype)
+    return st.RegionSink(group, sr, lambda pixels: report({"done": pixels}), writers=writer_threads())
 
 
-def _infer(pair: Pair, lr: np.ndarray, sink: st.RegionSink) -> dict[str, Any]:
-    """Stream the SR of ``lr`` into ``sink``, then write the preview (and, for content-aware models, the attention
-    maps); returns ``{"seconds"}`` (and ``routing``: per-block statistics, see :mod:`odisr.routing`)."""
+def _infer(pair: Pair, model: Any, lr: np.ndarray, sink: st.RegionSink, tile: int | None, batch: int) -> dict:
+    """Stream the SR of ``lr`` into ``sink`` (writes overlap inference), then write the preview summed from the
+    streamed blocks (and, for content-aware models, the attention maps); returns ``{"seconds", "tile_used",
+    "batch_size_used"}`` (and ``routing``: per-block statistics, see :mod:`odisr.routing`)."""
     from odisr.inference import upscale
     from odisr.routing import RoutingMaps
 
     settings, window = pair.settings, pair.model.window_size
-    model = get_model(pair.model.ref(settings.device, settings.compile))
     windows = (-(-lr.shape[0] // window), -(-lr.shape[1] // window))
     routing = RoutingMaps(windows) if pair.model.content_aware else None
     start = time.perf_counter()
-    upscale(
-        lr, model, mode=settings.mode, tile=settings.tile, halo=settings.halo, device=settings.device,
-        batch_size=settings.batch_size, amp=settings.amp, sink=sink, routing=routing,
-    )  # fmt: skip
+    with sink:  # leaving it waits for the writer threads (or drops their queue when the engine failed)
+        upscale(
+            lr, model, mode=settings.mode, tile=tile, halo=settings.halo, device=settings.device,
+            batch_size=batch, amp=settings.amp, sink=sink, routing=routing,
+        )  # fmt: skip
     seconds = time.perf_counter() - start
-    st.write_preview(sink.group, sink.array)
+    st.write_preview(sink.group, sink.preview.result())
+    results = {"seconds": seconds, "tile_used": tile, "batch_size_used": batch}
     if routing is None or not routing.filled:
-        return {"seconds": seconds}
+        return results
     st.write_attention(sink.group, routing.fraction())
     st.write_attention_score(sink.group, routing.score())
-    return {"seconds": seconds, "routing": routing.stats().to_attrs()}
+    return {**results, "routing": routing.stats().to_attrs()}
+
+
+def writer_threads() -> int:
+    """Writer threads of a pair's sink: one per Dask thread of this worker, 2 … 8 (a CPU worker's single thread
+    still overlaps encoding with inference; a GPU worker's many threads encode a whole-image result quickly)."""
+    try:
+        nthreads = get_worker().state.nthreads
+    except ValueError:  # not in a worker
+        nthreads = os.cpu_count() or 1
+    return min(8, max(2, nthreads))
+
+
+_WARMED: set[tuple[Any, ...]] = set()  # (model ref, shape settings) warmed in this process
+
+
+def warm_up(settings: Settings, models: tuple[ModelChoice, ...]) -> None:
+    """(In a worker, once when it joins) load each model and run the forward passes its images will run, so that
+    no image pays the first call's costs: the CUDA context, cuDNN and kernel loading, compilation (3.66 s against
+    1.2 s for the first 8K panorama on an H200, ``specs/GPU_MEASUREMENTS.md``).
+
+    On CUDA: one batch of the tile shape (``settings.batch_size`` tiles of ``tile + 2·halo``), or for ``tile: auto``
+    the memory probe of :func:`odisr.inference.auto_tiling`; for whole-image inference, whose shape is the image's,
+    one small forward. On the CPU, where a first call costs little more than the next, one window-sized forward.
+    A model already warmed for these settings in this process (an earlier run on the same cluster) is skipped.
+    """
+    for choice in models:
+        s = settings
+        key = (choice.ref(s.device), s.mode, s.tile, s.halo, s.batch_size, s.amp)
+        if key not in _WARMED:
+            _warm_forward(get_model(key[0]), choice.window_size, settings)
+            _WARMED.add(key)
+
+
+def _warm_forward(model: Any, window: int, settings: Settings) -> None:
+    """The forward pass(es) of :func:`warm_up` for one model, on zero images."""
+    from odisr.inference import AUTO, auto_tiling, upscale
+    from odisr.inference.tiling import effective_tile
+
+    cuda, tile = settings.device.startswith("cuda"), settings.tile
+    if cuda and tile == AUTO:
+        auto_tiling(model, 8 * window, 16 * window, device=settings.device, amp=settings.amp, halo=settings.halo)
+        return
+    t = effective_tile(tile, window) if cuda and isinstance(tile, int) else 4 * window
+    batch = settings.batch_size if cuda and isinstance(tile, int) else 1
+    upscale(
+        np.zeros((t, t * batch, 3), np.uint8), model, mode=settings.mode, tile=t if batch > 1 else None,
+        halo=settings.halo, device=settings.device, batch_size=batch, amp=settings.amp,
+    )  # fmt: skip
 
 
 def _reporter(topic: str | None) -> Callable[[dict[str, int]], None]:

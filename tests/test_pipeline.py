@@ -28,6 +28,7 @@ from odisr.cli.main import app
 from odisr.degrade import bicubic_erp
 from odisr.io import read_image, write_image
 from pipelines import store as st
+from pipelines.preview import box_preview
 
 PANOS = ("hohonet_pano.png", "horizonnet_demo.png")  # 1024×512 → LR 256×128
 VOLATILE = {"seconds", "attempt", "source", "weights"}  # attrs that legitimately differ between two stores
@@ -87,10 +88,18 @@ def test_run_writes_the_store_equal_to_single_image_upscale(lr_dir, scheduler, t
         np.testing.assert_array_equal(sr(store, f"{key}/bicubic-x4"), expected)
         group = zarr.open_group(str(store), mode="r")[f"images/{key}/bicubic-x4"]
         assert group["sr"].chunks == (256, 256, 3) and group["preview"].shape == (512, 1024, 3)
+        np.testing.assert_array_equal(group["preview"][...], box_preview(expected))  # streamed = the definition
+        assert attrs["tile_used"] == 64 and attrs["batch_size_used"] == 4
     ds = xr.open_zarr(str(store), group="images/hohonet_pano/bicubic-x4", consolidated=False)
     assert ds["sr"].dims == ("y", "x", "band") and ds["sr"].shape == (512, 1024, 3)
     (run_record,) = zarr.open_group(str(store), mode="r").attrs["runs"]
     assert run_record["summary"]["done"] == 2 and run_record["config"]["tile"] == 64
+    summary = run_record["summary"]
+    assert summary["output_megapixels"] == pytest.approx(2 * 512 * 1024 / 1e6)
+    assert 0 < summary["warmup_seconds"] < summary["seconds"]
+    assert summary["megapixels_per_s"] == pytest.approx(
+        summary["output_megapixels"] / (summary["seconds"] - summary["warmup_seconds"])
+    )
 
 
 def test_second_run_skips_complete_pairs_and_redoes_changed_config(lr_dir, scheduler, tmp_path):
@@ -168,6 +177,16 @@ def test_unknown_config_key_fails_before_any_work(lr_dir, tmp_path):
     assert not store.exists()
 
 
+def test_tile_is_a_size_or_auto(lr_dir, scheduler, tmp_path):
+    code, output = run([lr_dir], tmp_path / "bad.zarr", scheduler, "--tile", "big")
+    assert code == 2 and "'big'" in output and "auto" in output
+    store = tmp_path / "auto.zarr"
+    code, output = run([lr_dir / PANOS[0]], store, scheduler, "--tile", "auto", "--device", "cpu")
+    assert code == 0, output
+    attrs = pairs(store)["hohonet_pano/bicubic-x4"]
+    assert attrs["tile"] == attrs["tile_used"] == 256  # off CUDA, auto is the fixed CPU tile, recorded as such
+
+
 def test_cuda_without_gpu_workers_is_a_clear_error(lr_dir, scheduler, tmp_path):
     code, output = run([lr_dir], tmp_path / "out.zarr", scheduler, "--device", "cuda")
     assert code == 2 and "GPU=1" in output
@@ -228,9 +247,10 @@ def test_a_worker_killed_mid_task_is_retried(lr_dir, scheduler, tmp_path):
     code, output = outcome["result"]
     assert code == 0 and "2 done, 0 failed" in output, output
     for name in PANOS:
-        np.testing.assert_array_equal(
-            sr(store, f"{Path(name).stem}/bicubic-x4"), odisr.upscale(read_image(lr_dir / name), "bicubic-x4", tile=16)
-        )
+        expected = odisr.upscale(read_image(lr_dir / name), "bicubic-x4", tile=16)
+        np.testing.assert_array_equal(sr(store, f"{Path(name).stem}/bicubic-x4"), expected)
+        preview = zarr.open_group(str(store), mode="r")[f"images/{Path(name).stem}/bicubic-x4/preview"][...]
+        np.testing.assert_array_equal(preview, box_preview(expected))
     assert zarr.open_group(str(store), path=group, mode="r").attrs["attempt"] != attempt  # redone from scratch
 
 

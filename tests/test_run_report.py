@@ -26,7 +26,7 @@ from browser_support import BASE_FLAGS, blank_fraction, chromium, screenshot, se
 from odisr.cli.main import app
 from odisr.degrade import bicubic_erp
 from odisr.io import read_image, write_image
-from odisr.report import collect, files_dir, write_report
+from odisr.report import files_dir, write_report
 from odisr.resize import imresize
 
 REPO = Path(__file__).resolve().parents[1]

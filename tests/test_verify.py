@@ -32,8 +32,9 @@ def write_pair(path: str, key: str, pixels: np.ndarray, *, complete: bool = True
     for y in range(0, SHAPE[0], CHUNK):
         for x in range(0, SHAPE[1], CHUNK):
             sink[y : y + CHUNK, x : x + CHUNK, :] = pixels[y : y + CHUNK, x : x + CHUNK]
+    sink.close()  # every queued chunk written
     if complete:
-        st.write_preview(group, sink.array)
+        st.write_preview(group, sink.preview.result())
         st.complete_pair(sink, {"seconds": 0.1})
     return sink
 

@@ -44,7 +44,24 @@ Weights = Annotated[
 ]
 Scale = Annotated[int | None, typer.Option("--scale", "-s", help="Upscaling factor; must match the model(s).")]
 Ratio = Annotated[float | None, typer.Option("--ratio", help="CAMixer attention ratio γ in [0, 1].")]
-Tile = Annotated[int | None, typer.Option("--tile", help="Tile size in LR pixels (rounded up to the window).")]
+
+
+def _tile_value(value: str | None) -> int | str | None:
+    """``--tile``: a positive size in LR pixels or ``auto``."""
+    if value is None or value == "auto":
+        return value
+    try:
+        return int(value)
+    except ValueError:
+        raise typer.BadParameter(f"{value!r}: give a size in LR pixels (e.g. 256) or 'auto'") from None
+
+
+Tile = Annotated[
+    str | None,
+    typer.Option("--tile", callback=_tile_value,
+                 help="Tile size in LR pixels (rounded up to the window), or 'auto': from a GPU's free memory "
+                      "(whole image when it fits), 256 on the CPU."),
+]
 Halo = Annotated[int | None, typer.Option("--halo", help="Tile halo in LR pixels.")]
 Device = Annotated[str | None, typer.Option("--device", help="auto, cpu or cuda (cuda needs GPU workers).")]
 Compile = Annotated[
@@ -55,8 +72,15 @@ Compile = Annotated[
 Scheduler = Annotated[
     str | None, typer.Option("--scheduler", help="Address of a running Dask scheduler (tcp://host:8786).")
 ]
-Workers = Annotated[int | None, typer.Option("--workers", "-w", help="Local worker processes (default: fill the CPU).")]
-Threads = Annotated[int, typer.Option("--threads-per-worker", help="Threads (and torch threads) per local worker.")]
+Workers = Annotated[
+    int | None,
+    typer.Option("--workers", "-w", help="Local worker processes (default: one per GPU on CUDA, else fill the CPU)."),
+]
+Threads = Annotated[
+    int | None,
+    typer.Option("--threads-per-worker", help="Threads (and torch threads) per local worker (default: 1 on the CPU; "
+                                              "the CPU cores shared out among GPU workers)."),
+]
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="Recompute pairs that are already complete.")]
 FetchSamples = Annotated[
     bool, typer.Option("--fetch-samples", help="Add the sample panoramas (downloaded once, verified).")
@@ -85,7 +109,7 @@ def run_command(
     compile: Compile = False,
     scheduler: Scheduler = None,
     workers: Workers = None,
-    threads_per_worker: Threads = 1,
+    threads_per_worker: Threads = None,
     overwrite: Overwrite = False,
     fetch_samples: FetchSamples = False,
     report: Report = None,
@@ -143,7 +167,7 @@ def evaluate_command(
     compile: Compile = False,
     scheduler: Scheduler = None,
     workers: Workers = None,
-    threads_per_worker: Threads = 1,
+    threads_per_worker: Threads = None,
     overwrite: Overwrite = False,
     fetch_samples: FetchSamples = False,
     report: Report = None,
@@ -275,7 +299,7 @@ def _execute(
     weight_files: dict[str, str | None],
     *,
     overwrite: bool,
-    cluster: tuple[str | None, int | None, int],
+    cluster: tuple[str | None, int | None, int | None],
     degrade: str | None = None,
     lr_sources: dict[str, Any] | None = None,
     dataset: str | None = None,
@@ -283,6 +307,7 @@ def _execute(
 ) -> tuple[Any, str]:
     """Validate the models and the store, start the cluster, run the job, print the summary; returns it and the
     Dask dashboard's URL."""
+    from odisr.inference.sizing import AUTO, CPU_TILE
     from pipelines import cluster as cl
     from pipelines.batch_sr import Job, Settings, resolve_model, run_job
     from pipelines.store import open_store
@@ -293,14 +318,17 @@ def _execute(
         choices = [resolve_model(m, weights=weight_files[m], scale=cfg.scale, ratio=cfg.ratio, madds=madds)
                    for m in models]  # fmt: skip
         open_store(out)
-    gpu = cfg.device != "cpu" and _local_cuda()
-    with cl.connect(scheduler, n_workers=n_workers, threads_per_worker=threads, gpu=gpu) as client:
+        gpus = [] if scheduler else cl.local_gpus(cfg.device)
+    with cl.connect(scheduler, n_workers=n_workers, threads_per_worker=threads, gpus=gpus) as client:
         dashboard = str(client.dashboard_link)
         console.print(f"Dask dashboard: {dashboard}", highlight=False)
         with _setup_errors(console):
-            device = cl.resolve_device(client, cfg.device)
+            # a local GPU worker sees only its own device, as cuda:0
+            device = cl.resolve_device(client, "cuda" if gpus and cfg.device.startswith("cuda") else cfg.device)
+        # tile "auto" is chosen per image from a GPU's free memory; elsewhere it is one fixed tile, recorded as such
+        tile = CPU_TILE if cfg.tile == AUTO and not device.startswith("cuda") else cfg.tile
         settings = Settings(
-            scale=choices[0].scale, mode=cfg.mode, tile=cfg.tile, halo=cfg.halo, ratio=cfg.ratio, device=device,
+            scale=choices[0].scale, mode=cfg.mode, tile=tile, halo=cfg.halo, ratio=cfg.ratio, device=device,
             batch_size=cfg.batch_size, amp=cfg.amp, degrade=degrade, dataset=dataset, compile=cfg.compile,
         )  # fmt: skip
         command = shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]])
@@ -335,12 +363,6 @@ def _finish(console: Console, out: str, report: Path | None, dashboard: str, *, 
         console.print(f"[red]report not written:[/] {escape(str(exc))}", highlight=False)
         return
     console.print(f"report: {report} (previews in {files_dir(report)})", highlight=False, soft_wrap=True)
-
-
-def _local_cuda() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
 
 
 # ---------------------------------------------------------------------------------------------------- evaluate tables

@@ -18,7 +18,6 @@ from typing import Any
 from torch import Tensor, nn
 
 from odisr.models.archs.camixer_common import (
-    WINDOW,
     BlockGroup,
     CAMixerNet,
     MixerStyle,
