@@ -1,10 +1,11 @@
 """CAMixerSR-S ×4 forward speed, AMP quality, determinism and batch independence — on the CPU and on CUDA.
 
 For every LR size (default 512×256; add 2048×1024 for an 8K output), setting (fp32; on CUDA also bf16/fp16
-autocast and TF32; compiled with ``--compile``, always on CUDA, at the largest size) and ratio γ ∈ {1, 0.5, 0.25}, prints the median forward
-time of a whole-image pass (after a warm-up; the γ values take turns so a slow spell hits them alike), LR pixels
-per second, achieved GFLOP/s (``model.flops(h, w, kept)``: 2 per multiply-add, the windows actually kept) and the
-share of the device's fp32 matmul peak, measured here with a large matrix product on the same threads.
+autocast and TF32; compiled with ``--compile``, always on CUDA, at the largest size) and ratio γ ∈ {1, 0.5, 0.25},
+prints the median forward time of a whole-image pass (after a warm-up; the γ values take turns so a slow spell
+hits them alike), LR pixels per second, achieved GFLOP/s (``model.flops(h, w, kept)``: 2 per multiply-add, the
+windows actually kept) and the share of the device's fp32 matmul peak, measured here with a large matrix product on
+the same threads.
 
 On CUDA it also reports
 * AMP quality: PSNR between the AMP and the fp32 output, and the WS-PSNR change against the HR panorama;

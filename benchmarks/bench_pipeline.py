@@ -307,7 +307,8 @@ class ForwardClock:
         self._open: list[Any] = []
         # eager hooks: a compiled model would otherwise trace them, and its events would never be recorded
         model.register_forward_pre_hook(torch.compiler.disable(lambda *_: self._open.append(self._mark())))
-        model.register_forward_hook(torch.compiler.disable(lambda *_: self.spans.append((self._open.pop(), self._mark()))))
+        close = torch.compiler.disable(lambda *_: self.spans.append((self._open.pop(), self._mark())))
+        model.register_forward_hook(close)
 
     def _mark(self) -> Any:
         if not self.cuda:

@@ -11,8 +11,10 @@ CAMixer's window attention runs eagerly inside the compiled network (``CAMixer._
 from compilation): the number of windows it processes depends on the image, and compiling it would compile again
 for every count. Everything around it — convolutions, layer norms, the predictor, the routing rule — is compiled.
 
-What the first call costs (it compiles): measured on the CPU (2 threads, shared machine, 2026-11-29) for CAMixerSR-S
-×4 on a 512×256 LR image: see README "Performance"; on one H200, 38.7 s (``specs/GPU_MEASUREMENTS.md``).
+What the first call costs (it compiles), CAMixerSR-S ×4, 2026-11-29: ≈ 27 s for a 256×128 LR image on 2 CPU threads
+(shared machine); 23.2 s for 2048×1024 on one H200 (fp32; bf16 then 12.6 s more). On that H200 the compiled model
+was slower than the eager one in fp32 (0.438 s vs 0.366 s at γ = 0.5: TorchInductor's recompile limit was hit in
+two of CAMixer's functions, which then ran eagerly) — see README "Performance".
 On the CPU TorchInductor needs a C++ compiler (``g++``/``c++``, or ``$CXX``).
 """
 
