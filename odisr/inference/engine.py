@@ -38,6 +38,7 @@ from odisr.inference.tiling import (
 )
 from odisr.models.base import SRModel
 from odisr.models.compiled import compile_model, is_compiled
+from odisr.models.compiled import eager as eager_calls
 from odisr.models.execution import prepare
 from odisr.models.global_stats import GlobalStats, has_global_pooling
 from odisr.resize import imresize
@@ -153,8 +154,8 @@ class _Runner:
         eager: bool = False,
     ) -> None:
         self.net, self.pixels, self.grid, self.device, self.amp = net, pixels, grid, device, amp
-        # a compiled network's own, uncompiled forward (for one-off shapes that are not worth a compilation)
-        self.forward = net.forward if eager else net
+        # eager: a compiled network runs its uncompiled code (for one-off shapes that are not worth a compilation)
+        self.eager = eager
         self.batch_size = batch_size
         self.want_attention = want_attention
         self.relative_condition = relative_condition
@@ -235,8 +236,9 @@ class _Runner:
                 for t in tiles
             ]
             kwargs["condition"] = torch.cat(cond)
-        with torch.inference_mode(), _autocast(self.device, self.amp):
-            y = self.forward(x, **kwargs)
+        uncompiled = eager_calls() if self.eager else contextlib.nullcontext()
+        with torch.inference_mode(), _autocast(self.device, self.amp), uncompiled:
+            y = net(x, **kwargs)
         h, w = tiles[0].input_shape
         if tuple(y.shape) != (len(tiles), 3, h * s, w * s):
             raise RuntimeError(

@@ -106,7 +106,7 @@ class Trainer:
         self.cfg, self.run_dir, self.dist, self.device, self.progress = cfg, run, dist, device, progress
         torch.manual_seed(cfg.seed)  # the same initial weights on every rank
         self.net = self._network()
-        self.ema = EMA(self.net, cfg.ema)  # before the probe: the copy must not carry its hooks
+        self.ema = EMA(self.net, cfg.ema)
         self.probe = RoutingProbe(self.net)
         self.optimizer = make_optimizer(self.net, cfg.optim)
         self.scheduler = make_scheduler(self.optimizer, cfg.optim)

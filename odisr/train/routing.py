@@ -5,8 +5,8 @@ gradients, and the ratio loss ``2γ·(mean mask − 0.5)²`` (spec ``CAMIXERSR.m
 towards 0.5. At inference the same network keeps ``keep = min(int(N·r·2γ), N)`` windows per block and image
 (``N`` at γ = 1), ``r`` being the fraction of windows whose attention probability exceeds 0.5
 (:func:`odisr.models.archs.camixer_common.keep_counts`); ``keep / N`` is the **attention fraction** the trained
-network will spend under odisr's deterministic rule. Both are read here without touching the model code: the mask
-from each mixer's ``selection``, the probabilities from a forward hook on each mixer's predictor.
+network will spend under odisr's deterministic rule. Both are read here from what each mixer records in a forward
+pass: the mask from its ``selection``, the probabilities from its ``scores``.
 
 The two need not agree. The Gumbel sample takes the probabilities as logits, so a window goes to attention with
 probability ``σ(2p − 1)`` ∈ [0.27, 0.73], and the loss pins the mean of that to 0.5. The official (noisy) inference
@@ -22,8 +22,6 @@ is the quantity the paper's loss controls, and the one ``metrics.csv`` shows mov
 """
 
 from __future__ import annotations
-
-from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -48,37 +46,34 @@ def official_fraction(p_attn: Tensor, ratio: float) -> Tensor:
 
 
 class RoutingProbe:
-    """Hooks on the predictors of every :class:`CAMixer` in ``net`` (a no-op for networks without any).
+    """Reads the routing of every :class:`CAMixer` in ``net`` after a forward pass (a no-op for networks without).
 
-    After a forward pass, :meth:`read` gives ``(mask_mean, attention_fraction, official_fraction)`` as a float tensor
-    ``(3,)``, each averaged over blocks and images (every block has the same number of windows), or None without
-    CAMixers.
+    :meth:`read` gives ``(mask_mean, attention_fraction, official_fraction)`` as a float tensor ``(3,)``, each
+    averaged over blocks and images (every block has the same number of windows), or None without CAMixers. It
+    reads what each mixer records in a forward pass — its mask (``selection``) and its predictor's attention
+    probabilities (``scores``) — so it changes nothing in the network (no hooks: an EMA copy stays plain).
     """
 
     def __init__(self, net: nn.Module) -> None:
         self.mixers = [m for m in net.modules() if isinstance(m, CAMixer)]
-        self._fractions: list[Tensor] = []  # per block: (odisr keep/N, official expected keep/N), both (2,)
-        self._handles = [mixer.route.register_forward_hook(self._hook(mixer)) for mixer in self.mixers]
-
-    def _hook(self, mixer: CAMixer) -> Any:
-        def record(_module: nn.Module, _inputs: Any, outputs: tuple[Tensor, ...]) -> None:
-            p_attn = outputs[3][..., 0].detach()  # (B, N) attention probabilities
-            odisr = keep_counts(p_attn, mixer.ratio).float().mean() / p_attn.shape[1]
-            self._fractions.append(torch.stack([odisr, official_fraction(p_attn, mixer.ratio)]))
-
-        return record
+        self._read: list[Tensor] = []  # the scores read last: each forward pass can be read once
 
     def read(self) -> Tensor | None:
-        """``(mask_mean, attention_fraction, official_fraction)`` of the last forward pass (then forgotten), or None."""
+        """``(mask_mean, attention_fraction, official_fraction)`` of the last forward pass, or None without
+        CAMixers; raises ``RuntimeError`` when no forward pass ran since the last read."""
         if not self.mixers:
             return None
-        fractions, self._fractions = self._fractions, []
-        masks = [m.selection.detach().float().mean() for m in self.mixers if m.selection is not None]
-        if not fractions or len(masks) != len(self.mixers):
+        scores = [m.scores for m in self.mixers]
+        fresh = all(s is not None for s in scores) and not any(s is r for s, r in zip(scores, self._read))
+        if not fresh or any(m.selection is None for m in self.mixers):
             raise RuntimeError("no routing recorded: run a forward pass of the network first")
-        return torch.cat([torch.stack(masks).mean()[None], torch.stack(fractions).mean(0)])
+        self._read = scores
+        masks = torch.stack([m.selection.detach().float().mean() for m in self.mixers])
+        fractions = [self._fractions(s.flatten(1), m.ratio) for s, m in zip(scores, self.mixers, strict=True)]
+        return torch.cat([masks.mean()[None], torch.stack(fractions).mean(0)])
 
-    def close(self) -> None:
-        """Remove the hooks."""
-        for handle in self._handles:
-            handle.remove()
+    @staticmethod
+    def _fractions(p_attn: Tensor, ratio: float) -> Tensor:
+        """``(odisr keep/N, official expected keep/N)`` for one block's probabilities ``(B, N)``."""
+        odisr = keep_counts(p_attn, ratio).float().mean() / p_attn.shape[1]
+        return torch.stack([odisr, official_fraction(p_attn, ratio)])
