@@ -8,9 +8,9 @@ Runs, each in its own process with its own time limit, in order of importance, u
    ``odisr.upscale`` loop (throughput, GPU busy fraction, warm-up, first image, peak memory), fp32;
 3. the authors' network against odisr's, same process, alternating (``--official ARCH``: ``vs_official.py`` of the
    shared benchmark folder with the authors' ``CAMixerSR_arch.py``), 2048×1024 LR;
-4. section 2 with the model compiled;
-5. ``bench_train.py --device cuda``: training iterations per second (fp32, fp16, bf16);
-6. section 2 with 512-px tiles (writes overlap the next tile's inference; whole-image runs cannot overlap them).
+4. section 2 with 512-px tiles (writes overlap the next tile's inference; whole-image runs cannot overlap them);
+5. section 2 with the model compiled;
+6. ``bench_train.py --device cuda``: training iterations per second (fp32, fp16, bf16).
 
     python benchmarks/bench_gpu.py --shared ../shared --official PATH/CAMixerSR_arch.py     # ≤ 10 min on one H200
     python benchmarks/bench_gpu.py --device cpu --quick                                      # tries the wiring here
@@ -51,9 +51,9 @@ def sections(args: argparse.Namespace) -> list[tuple[str, list[str], int]]:
         vs = args.shared / "bench" / "vs_official.py"
         image = ["--image", str(lr)] if not quick else []
         out.append(("vs_official", [py, str(vs), str(args.official), "--device", args.device, *image], 60))
-    out += [("pipeline_compiled", [*pipeline, "--compile"], 120), ("train", train, 200)]
     # whether writes overlapping the next tile close the gap to the warm loop (whole-image runs cannot overlap them)
     out.append(("pipeline_tiled", [*pipeline, "--tile", "64" if quick else "512"], 100))
+    out += [("pipeline_compiled", [*pipeline, "--compile"], 120), ("train", train, 200)]
     return [s for s in out if not args.only or s[0] in args.only]
 
 
