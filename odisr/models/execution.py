@@ -71,9 +71,11 @@ _OVERRIDE: ContextVar[ExecutionPolicy | None] = ContextVar("odisr_execution_poli
 def execution_policy(device: torch.device | str) -> ExecutionPolicy:
     """The policy in force for ``device``: a :func:`use_policy` override, else the device type's default.
 
-    Device types without a measured default (MPS, …) get the CUDA policy (NCHW, per image).
+    Device types without a measured default (MPS, …) get the CUDA policy (NCHW, per image). Code being compiled
+    (:mod:`odisr.models.compiled`) gets the default: TorchInductor bakes the policy into the compiled graph, and
+    torch 2.11's Dynamo cannot read the override (``ContextVar.get`` breaks the graph there).
     """
-    override = _OVERRIDE.get()
+    override = None if torch.compiler.is_compiling() else _OVERRIDE.get()
     if override is not None:
         return override
     return _DEFAULTS.get(torch.device(device).type, CUDA_POLICY)

@@ -466,7 +466,10 @@ class CAMixer(nn.Module):
         for conv in self.conv_sptial[:-1]:
             y = conv(y)
         y = self.conv_sptial[-1](y, "gelu")
-        in_place = not (torch.is_grad_enabled() and (y.requires_grad or ca.requires_grad))  # autograd keeps y
+        # in place unless autograd keeps y, or under compilation (TorchInductor reuses buffers itself; torch 2.11's
+        # Dynamo breaks the graph at an `out=` tensor in channels-last)
+        autograd = torch.is_grad_enabled() and (y.requires_grad or ca.requires_grad)
+        in_place = not (autograd or torch.compiler.is_compiling())
         return torch.addcmul(mixed, y, ca, out=y if in_place else None)  # no new map (see Block.forward)
 
     @torch.compiler.disable  # eager: γ is a Python float, and a compiled rule would recompile for every γ
