@@ -333,10 +333,10 @@ def run_job(job: Job, client: Client, *, progress: bool = True) -> Summary:
     start = time.perf_counter()
     root = st.open_store(job.store)
     config = asdict(job.settings) | {"models": [m.name for m in job.models]}
-    index = st.record_run(root, job.command, config, device=job.settings.device, **describe(client))
+    run_id = st.record_run(root, job.command, config, device=job.settings.device, **describe(client))
     todo, skipped = plan(job, root)
     for source, _ in todo:
-        root.require_group(f"images/{source.key}")
+        st.require_group(root, f"images/{source.key}")
     summary = Summary(skipped=skipped)
     if todo:
         summary.warmup_seconds = warm_workers(client, job)
@@ -349,7 +349,7 @@ def run_job(job: Job, client: Client, *, progress: bool = True) -> Summary:
     summary.seconds = time.perf_counter() - start
     working = summary.seconds - summary.warmup_seconds
     summary.megapixels_per_s = summary.output_megapixels / working if working > 0 else 0.0
-    st.finish_run(root, index, summary.record())
+    st.finish_run(root, run_id, summary.record())
     return summary
 
 

@@ -2,7 +2,7 @@
 
 Layout (zarr v3; the contract with ``odisr report``)::
 
-    STORE.zarr/                 attrs {odisr_version, created, runs: [{command, config, started, finished, summary,
+    STORE.zarr/                 attrs {odisr_version, created, runs: [{id, command, config, started, finished, summary,
                                 device, workers, threads, scheduler, dashboard}]}
       images/<key>/             one group per input image (created by the driver, no attrs)
         <model>/                one group per (image, model), written by ONE task only; attrs: status, error,
@@ -21,7 +21,8 @@ Layout (zarr v3; the contract with ``odisr report``)::
 Rules that make the store safe under concurrency and kills (see specs/ERP_DASK_ZARR.md):
 
 * A group's ``zarr.json`` (its attrs) is one JSON document rewritten whole, so only the task that owns an
-  (image, model) group writes it; root attrs are written only by the driver.
+  (image, model) group writes it; root attrs are written only by drivers, which read their change back and redo
+  it when another driver's document replaced it (:func:`record_run`).
 * ``status: "complete"`` is written last, after every chunk: a chunk file's presence proves nothing (an
   interrupted attempt leaves some), the marker does.
 * A pair that is not complete is redone from scratch: its group is deleted and recreated (:func:`begin_pair`),
@@ -90,19 +91,41 @@ def now() -> str:
 def open_store(path: str, *, create: bool = True) -> zarr.Group:
     """Open (or create) an odisr store at ``path`` (a directory or any fsspec URL zarr accepts).
 
+    Safe when several drivers open the same new store at once: the root group is created with its attrs in one
+    document, and a creation that loses the race opens the winner's group.
+
     Raises:
         StoreError: ``path`` holds something else than an odisr store, or does not exist and ``create`` is False.
     """
     try:
-        root = zarr.open_group(path, mode="a" if create else "r+")
+        root = _open_root(path, create)
     except (FileNotFoundError, zarr.errors.GroupNotFoundError, zarr.errors.ContainsArrayError) as exc:
         raise StoreError(f"{path}: not an odisr store ({exc})") from None
     if "runs" not in root.attrs:
         if any(True for _ in root.members()):
             raise StoreError(f"{path}: a Zarr group that is not an odisr store; choose another --out")
-        root.attrs.update({"odisr_version": odisr.__version__, "created": now(), "runs": []})
-    root.require_group("images")
+        root.attrs.update(_fresh_root_attrs())  # an empty group made by hand: adopt it
+    require_group(root, "images")
     return root
+
+
+def _fresh_root_attrs() -> dict[str, Any]:
+    return {"odisr_version": odisr.__version__, "created": now(), "runs": []}
+
+
+def _open_root(path: str, create: bool) -> zarr.Group:
+    try:
+        return zarr.open_group(path, mode="a" if create else "r+", attributes=_fresh_root_attrs())
+    except zarr.errors.ContainsGroupError:  # another driver created it between our look and our create
+        return zarr.open_group(path, mode="r+")
+
+
+def require_group(parent: zarr.Group, name: str) -> zarr.Group:
+    """``parent[name]``, created when missing; safe when another process creates it at the same time."""
+    try:
+        return parent.require_group(name)
+    except zarr.errors.ContainsGroupError:
+        return parent[name]
 
 
 def record_run(
@@ -115,26 +138,51 @@ def record_run(
     threads: int | None = None,
     scheduler: str | None = None,
     dashboard: str | None = None,
-) -> int:
-    """Append a run record (``finished`` and ``summary`` still None) and return its index.
+) -> str:
+    """Append a run record (``finished`` and ``summary`` still None) and return its ``id`` (for :func:`finish_run`).
 
     ``device``: where inference runs (``cpu``, ``cuda``); ``workers``/``threads``: the Dask worker processes and
     their threads in all when the run started; ``scheduler``: the scheduler's address, ``local`` for a cluster the
     run started itself; ``dashboard``: the Dask dashboard's URL.
     """
-    runs = list(root.attrs.get("runs", []))
+    run_id = uuid.uuid4().hex
     cluster = {"device": device, "workers": workers, "threads": threads, "scheduler": scheduler, "dashboard": dashboard}
-    runs.append({"command": command, "config": dict(config), "started": now(), "finished": None, "summary": None,
-                 **cluster})  # fmt: skip
-    root.attrs["runs"] = runs
-    return len(runs) - 1
+    record = {"id": run_id, "command": command, "config": dict(config), "started": now(), "finished": None,
+              "summary": None, **cluster}  # fmt: skip
+    _update_runs(root, lambda runs: [*runs, record], lambda runs: record in runs)
+    return run_id
 
 
-def finish_run(root: zarr.Group, index: int, summary: Mapping[str, Any]) -> None:
-    """Fill in ``finished`` and ``summary`` of run ``index``."""
-    runs = list(root.attrs["runs"])
-    runs[index] = {**runs[index], "finished": now(), "summary": dict(summary)}
-    root.attrs["runs"] = runs
+def finish_run(root: zarr.Group, run_id: str, summary: Mapping[str, Any]) -> None:
+    """Fill in ``finished`` and ``summary`` of the run :func:`record_run` returned ``run_id`` for."""
+    finished = {"finished": now(), "summary": dict(summary)}
+
+    def change(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [run | finished if run.get("id") == run_id else run for run in runs]
+
+    _update_runs(root, change, lambda runs: any(run.get("id") == run_id and run["finished"] for run in runs))
+
+
+def _update_runs(
+    root: zarr.Group,
+    change: Callable[[list[dict[str, Any]]], list[dict[str, Any]]],
+    landed: Callable[[list[dict[str, Any]]], bool],
+    attempts: int = 8,
+) -> None:
+    """Read-modify-write of the root's ``runs`` with a read-back: two drivers on one store may write the root's
+    ``zarr.json`` at the same moment, and the later document drops the other's change. Without a compare-and-swap
+    in the store, each writer waits a random moment, reads again, and redoes its change when it was lost."""
+    rng = np.random.default_rng()
+    for _ in range(attempts):
+        root.attrs["runs"] = change(_stored_runs(root))
+        time.sleep(rng.uniform(0.02, 0.1))
+        if landed(_stored_runs(root)):
+            return
+
+
+def _stored_runs(root: zarr.Group) -> list[dict[str, Any]]:
+    """The ``runs`` as stored now (a group object caches its attrs from when it was opened)."""
+    return list(zarr.open_group(root.store, path=root.path, mode="r").attrs.get("runs", []))
 
 
 def pair_path(key: str, model: str) -> str:

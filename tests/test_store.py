@@ -1,14 +1,16 @@
 """The Zarr store layout: root/run records, per-pair groups, completion marker, takeover, resume, preview, xarray.
 
-Budget: < 10 s (real Zarr stores on disk, small arrays; the overlapped writer streams a real bicubic upscale into a
-store slowed down like an object store).
+Budget: < 20 s (real Zarr stores on disk, small arrays; four driver processes racing to create one store; the
+overlapped writer streams a real bicubic upscale into a store slowed down like an object store).
 """
 
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
 import shutil
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -48,6 +50,31 @@ def test_a_foreign_zarr_group_is_refused(tmp_path):
     other.create_array("data", shape=(2,), dtype="int8")
     with pytest.raises(st.StoreError, match="not an odisr store"):
         st.open_store(str(tmp_path / "other.zarr"))
+
+
+def _driver(path: str, barrier: Any, ids: Any) -> None:
+    """One driver's root traffic: open (maybe create) the store, record a run, finish it."""
+    barrier.wait()  # every process imported and ready: all hit the new store at the same moment
+    root = st.open_store(path)
+    st.require_group(root, "images/pano")
+    run_id = st.record_run(root, "odisr run", {})
+    st.finish_run(root, run_id, {"done": 0})
+    ids.put(run_id)
+
+
+def test_drivers_creating_one_store_at_once_all_succeed_and_keep_their_run_records(tmp_path):
+    """The CI race: a second `odisr run` saw the first's root group between its creation and its attrs."""
+    path, drivers, ctx = str(tmp_path / "s.zarr"), 4, multiprocessing.get_context("spawn")
+    barrier, ids = ctx.Barrier(drivers), ctx.Queue()
+    procs = [ctx.Process(target=_driver, args=(path, barrier, ids)) for _ in range(drivers)]
+    for proc in procs:
+        proc.start()
+    for proc in procs:
+        proc.join(timeout=60)
+    assert [proc.exitcode for proc in procs] == [0] * drivers
+    runs = zarr.open_group(path, mode="r").attrs["runs"]
+    assert sorted(run["id"] for run in runs) == sorted(ids.get(timeout=5) for _ in range(drivers))
+    assert all(run["finished"] and run["summary"] == {"done": 0} for run in runs)
 
 
 def test_pair_lifecycle_region_writes_and_xarray(tmp_path, root):

@@ -1,11 +1,12 @@
 """The run records of an odisr store (root attrs ``runs``, appended by every ``odisr run``/``odisr evaluate``).
 
-Each record holds ``command``, ``config``, ``started``/``finished`` (ISO 8601, UTC; ``finished`` None while running
-or after an interrupted run), ``summary`` {done, failed, skipped, seconds, megapixels_per_s, warmup_seconds,
-output_megapixels} and, from odisr 0.1 stores written after the run reports were added, the cluster: ``device``,
-``workers``, ``threads``, ``scheduler``, ``dashboard`` (see :func:`pipelines.store.record_run`). Older records lack
-some keys: the device then comes from ``config``, and the output megapixels from throughput × wall time (the
-throughput is defined as output megapixels over wall time, so the product is exact).
+Each record holds ``id`` (newer stores), ``command``, ``config``, ``started``/``finished`` (ISO 8601, UTC;
+``finished`` None while running or after an interrupted run), ``summary`` {done, failed, skipped, seconds,
+megapixels_per_s, warmup_seconds, output_megapixels} and, from odisr 0.1 stores written after the run reports were
+added, the cluster: ``device``, ``workers``, ``threads``, ``scheduler``, ``dashboard`` (see
+:func:`pipelines.store.record_run`). Older records lack some keys: the device then comes from ``config``, and the
+output megapixels from throughput × wall time (the throughput is defined as output megapixels over wall time, so the
+product is exact).
 """
 
 from __future__ import annotations
