@@ -10,7 +10,8 @@ Runs, each in its own process with its own time limit, in order of importance, u
    shared benchmark folder with the authors' ``CAMixerSR_arch.py``), 2048×1024 LR;
 4. section 2 with 512-px tiles (writes overlap the next tile's inference; whole-image runs cannot overlap them);
 5. section 2 with the model compiled;
-6. ``bench_train.py --device cuda``: training iterations per second (fp32, fp16, bf16).
+6. ``bench_train.py --device cuda --per-image``: training iterations per second (fp32, fp16, bf16; and fp32 with
+   per-image kernels, the trainer's path before it ran batched).
 
     python benchmarks/bench_gpu.py --shared ../shared --official PATH/CAMixerSR_arch.py     # ≤ 10 min on one H200
     python benchmarks/bench_gpu.py --device cpu --quick                                      # tries the wiring here
@@ -45,7 +46,8 @@ def sections(args: argparse.Namespace) -> list[tuple[str, list[str], int]]:
     pipeline += ["--lr-width", "256", "--count", "3"] if quick else ["--count", "8"]
     train = [py, str(HERE / "bench_train.py"), "--device", args.device]
     train += ["--batch", "2", "--patch", "32", "--steps", "4", "--chunk", "2", "--warmup", "1"] if quick else [
-        "--steps", "30", "--chunk", "10"]  # fmt: skip
+        "--steps", "20", "--chunk", "5", "--warmup", "2"]  # fmt: skip
+    train += ["--per-image"]  # the trainer's batched kernels against per-image ones (printed round by round)
     out = [("camixer", camixer, 200), ("pipeline", pipeline, 100)]
     if args.official:
         vs = args.shared / "bench" / "vs_official.py"

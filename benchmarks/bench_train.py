@@ -5,7 +5,8 @@ forward in training mode with Gumbel routing, L1 + ratio loss, backward, Adam, E
 panorama (random pixels: the speed does not depend on the content), after ``--warmup`` untimed steps; the
 precisions take turns in rounds of ``--chunk`` steps so that a noisy spell hits them alike, and the median rate of
 the rounds is reported. AMP runs only on CUDA (fp16 with a gradient scaler, bf16 without); on the CPU only fp32 is
-measured. Peak GPU memory is reported on CUDA.
+measured. ``--per-image`` adds fp32 with the inference policy's per-image kernels, the trainer's path before it
+ran batched (:func:`odisr.models.execution.batched`). Peak GPU memory is reported on CUDA.
 
     python benchmarks/bench_train.py                                   # CUDA: batch 16, patch 64 (~3 min on a GPU)
     python benchmarks/bench_train.py --batch 2 --patch 32 --steps 4    # a quick try on the CPU
@@ -17,6 +18,7 @@ Needs torch, odisr's core dependencies and Pillow; not Dask or Zarr.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -29,6 +31,7 @@ import numpy as np
 import torch
 
 from odisr.device import resolve_device
+from odisr.models.execution import execution_policy, use_policy
 from odisr.io import write_image
 from odisr.train.config import validate
 from odisr.train.distributed import Dist
@@ -36,6 +39,7 @@ from odisr.train.loop import Trainer
 from odisr.train.rundir import RunDir
 
 MODELS = ("camixersr-light-x2", "camixersr-s-x4")
+PER_IMAGE = "/per-image"
 
 
 def make_trainer(model: str, amp: str, args: argparse.Namespace, panorama: Path, device: torch.device) -> Trainer:
@@ -47,17 +51,20 @@ def make_trainer(model: str, amp: str, args: argparse.Namespace, panorama: Path,
     return Trainer(cfg, RunDir(tempfile.mkdtemp()), Dist(), device, progress=False)
 
 
-def rate(trainer: Trainer, steps: int, start: int) -> float:
-    """Iterations per second over ``steps`` steps (CUDA synchronised by the step itself)."""
+def rate(trainer: Trainer, steps: int, start: int, per_image: bool = False) -> float:
+    """Iterations per second over ``steps`` steps (CUDA synchronised by the step itself); ``per_image``: with the
+    inference policy's per-image kernels instead of the trainer's batched ones (the comparison of ``--per-image``)."""
+    policy = use_policy(execution_policy(trainer.device)) if per_image else contextlib.nullcontext()
     t0 = time.perf_counter()
-    for i in range(steps):
-        trainer.step(trainer.net, start + i)
+    with policy:
+        for i in range(steps):
+            trainer.step(trainer.net, start + i)
     return steps / (time.perf_counter() - t0)
 
 
 def bench_model(model: str, precisions: list[str], args: argparse.Namespace, panorama: Path,
                 device: torch.device) -> list[dict[str, Any]]:  # fmt: skip
-    trainers = {p: make_trainer(model, p, args, panorama, device) for p in precisions}
+    trainers = {p: make_trainer(model, p.removesuffix(PER_IMAGE), args, panorama, device) for p in precisions}
     for p, trainer in trainers.items():
         for i in range(args.warmup):
             trainer.step(trainer.net, i + 1)
@@ -65,7 +72,8 @@ def bench_model(model: str, precisions: list[str], args: argparse.Namespace, pan
     done = args.warmup + 1
     for _ in range(max(1, args.steps // args.chunk)):
         for p, trainer in trainers.items():
-            rates[p].append(rate(trainer, args.chunk, done))
+            rates[p].append(rate(trainer, args.chunk, done, per_image=p.endswith(PER_IMAGE)))
+            print(f"  {model} {p}: {rates[p][-1]:.3f} it/s", flush=True)  # a section cut short still shows
         done += args.chunk
     out = []
     for p, trainer in trainers.items():
@@ -75,7 +83,7 @@ def bench_model(model: str, precisions: list[str], args: argparse.Namespace, pan
         if device.type == "cuda":
             row["peak_memory_gib"] = torch.cuda.max_memory_allocated(device) / 2**30
         out.append(row)
-        print(f"{model:20s} {p:5s} batch {args.batch} patch {args.patch}: {it_s:7.3f} it/s "
+        print(f"{model:20s} {p:14s} batch {args.batch} patch {args.patch}: {it_s:7.3f} it/s "
               f"({it_s * args.batch:7.1f} patches/s)", flush=True)  # fmt: skip
     return out
 
@@ -90,6 +98,8 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--per-image", action="store_true",
+                        help="also time fp32 with per-image kernels (the inference policy) beside the batched ones")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     args.chunk = min(args.chunk, args.steps)
@@ -97,6 +107,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
     precisions = ["fp32", "fp16", "bf16"] if device.type == "cuda" else ["fp32"]
+    precisions += ["fp32" + PER_IMAGE] if args.per_image else []
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     print(f"device {device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else 'CPU'}), "

@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from camixer_support import fixture_pairs, load_array, pair_id, pair_model, run_pair
 from odisr.inference import upscale
@@ -25,7 +26,7 @@ from odisr.inference.tiling import TileGrid
 from odisr.models.archs.camixer_osr import CAMixerOSR
 from odisr.models.archs.camixersr import CAMixerSR
 from odisr.models.compiled import compile_model, eager, is_compiled
-from odisr.models.execution import ExecutionPolicy, execution_policy, retain_heap, use_policy
+from odisr.models.execution import ExecutionPolicy, batched, execution_policy, retain_heap, use_policy
 from odisr.models.fused import conv2d_then, fused_kernel_available, linear
 
 # Plain execution: NCHW activations, plain PyTorch ops, one image at a time.
@@ -108,6 +109,40 @@ def test_fused_kernels_step_aside_for_autograd() -> None:
         assert torch.equal(linear(tokens, w, b), F.linear(tokens, w, b))
     with pytest.raises(ValueError, match="needs"):
         conv2d_then(x, weight, None, (1, 1), (0, 0), (1, 1), 1, "add")
+
+
+class _CountConvolutions(TorchDispatchMode):
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001, ANN204  (torch's signature)
+        self.calls += func is torch.ops.aten.convolution.default
+        return func(*args, **(kwargs or {}))
+
+
+def _train_step(model: CAMixerSR, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """One training-mode forward/backward with fixed Gumbel noise: output, head gradient, convolutions run."""
+    model.zero_grad(set_to_none=True)
+    torch.manual_seed(1)
+    with _CountConvolutions() as count:
+        out = model(x)
+        (out.output.abs().mean() + out.ratio_loss).backward()
+    return out.output.detach(), model.head.weight.grad.clone(), count.calls
+
+
+def test_training_runs_batched_within_rounding_of_per_image() -> None:
+    """`batched` (the trainer's forward): convolutions see the whole batch instead of one image at a time, with
+    the per-image outputs and gradients up to float32 rounding."""
+    torch.manual_seed(0)
+    model, x = CAMixerSR(n_block=(2,), n_group=1, n_feats=16, scale=2).train(), torch.rand(4, 3, 32, 32)
+    with use_policy(execution_policy("cpu")):
+        ref_out, ref_grad, ref_calls = _train_step(model, x)
+    with batched("cpu"):
+        out, grad, calls = _train_step(model, x)
+    assert calls * 3 < ref_calls  # batch 4: the per-image path runs most convolutions 4 times
+    torch.testing.assert_close(out, ref_out, rtol=0, atol=1e-5)
+    torch.testing.assert_close(grad, ref_grad, rtol=1e-4, atol=1e-6)
 
 
 # --- process settings and tiles -----------------------------------------------------------------------------------------

@@ -34,12 +34,12 @@ import platform
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import Tensor
 
-__all__ = ["ExecutionPolicy", "execution_policy", "prepare", "splits_batch", "use_policy"]
+__all__ = ["ExecutionPolicy", "batched", "execution_policy", "prepare", "splits_batch", "use_policy"]
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +89,20 @@ def use_policy(policy: ExecutionPolicy) -> Iterator[ExecutionPolicy]:
         yield policy
     finally:
         _OVERRIDE.reset(token)
+
+
+@contextmanager
+def batched(device: torch.device | str) -> Iterator[ExecutionPolicy]:
+    """Within the context, ``device``'s policy with batch-sensitive kernels evaluated on the whole batch.
+
+    For training: per-image evaluation exists so that an *inference* result cannot depend on the rest of its batch;
+    a training step's gradient is a batch statistic anyway, and the per-image loop multiplies the kernel launches
+    and autograd nodes by the batch size (``benchmarks/bench_train.py``). A policy the caller set with
+    :func:`use_policy` stays in force (e.g. to time or test training per image).
+    """
+    chosen = _OVERRIDE.get()
+    with use_policy(chosen or replace(execution_policy(device), per_image=False)) as policy:
+        yield policy
 
 
 def splits_batch(x: Tensor) -> bool:

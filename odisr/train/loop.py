@@ -32,6 +32,7 @@ from tqdm.auto import tqdm
 from odisr.device import resolve_device
 from odisr.models import SRModel
 from odisr.models.archs.camixer_common import TrainOutput
+from odisr.models.execution import batched
 from odisr.train.checkpoints import NonFiniteError, load_state, non_finite, save_checkpoint
 from odisr.train.config import TrainConfig
 from odisr.train.data import Batch, PatchSampler, load_pairs, make_batch
@@ -208,7 +209,7 @@ class Trainer:
         averaged over the ranks (NaN where the network has no routing)."""
         kwargs = {"condition": batch.condition} if self.net.uses_latitude else {}
         autocast = torch.autocast(self.device.type, dtype=self.autocast) if self.autocast else contextlib.nullcontext()
-        with autocast:
+        with autocast, batched(self.device):
             out = model(batch.lr, **kwargs)
         sr, ratio = (out.output, out.ratio_loss.float()) if isinstance(out, TrainOutput) else (out, None)
         pixel = self.pixel_loss(sr.float(), batch)
