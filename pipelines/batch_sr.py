@@ -47,7 +47,9 @@ from distributed import Client, as_completed, get_worker
 import odisr
 from odisr.sources import Source, dataset_name, find_sources, slugify
 from pipelines import store as st
-from pipelines.cluster import ClusterError, ModelRef, WarmUp, describe, get_model, in_flight, inference_resources
+from pipelines.cluster import (
+    ClusterError, ModelRef, WarmUp, describe, device_lock, get_model, in_flight, inference_resources,
+)  # fmt: skip
 
 log = logging.getLogger(__name__)
 
@@ -583,7 +585,8 @@ def _tiling(pair: Pair, model: Any, shape: tuple[int, int]) -> tuple[int | None,
     s = pair.settings
     if s.tile != AUTO:
         return s.tile, s.batch_size  # type: ignore[return-value]
-    return auto_tiling(model, *shape, device=s.device, amp=s.amp, halo=s.halo, batch_size=s.batch_size)
+    with device_lock(s.device):  # it measures the free memory: not while the other task's pass holds some
+        return auto_tiling(model, *shape, device=s.device, amp=s.amp, halo=s.halo, batch_size=s.batch_size)
 
 
 def _open_sink(
@@ -610,12 +613,13 @@ def _infer(pair: Pair, model: Any, lr: np.ndarray, sink: st.RegionSink, tile: in
     settings, window = pair.settings, pair.model.window_size
     windows = (-(-lr.shape[0] // window), -(-lr.shape[1] // window))
     routing = RoutingMaps(windows) if pair.model.content_aware else None
-    start = time.perf_counter()
     with sink:  # leaving it waits for the writer threads (or drops their queue when the engine failed)
-        upscale(
-            lr, model, mode=settings.mode, tile=tile, halo=settings.halo, device=settings.device,
-            batch_size=batch, amp=settings.amp, sink=sink, routing=routing,
-        )  # fmt: skip
+        with device_lock(settings.device):  # the other pair task of this GPU stores its result meanwhile
+            start = time.perf_counter()
+            upscale(
+                lr, model, mode=settings.mode, tile=tile, halo=settings.halo, device=settings.device,
+                batch_size=batch, amp=settings.amp, sink=sink, routing=routing,
+            )  # fmt: skip
     seconds = time.perf_counter() - start
     st.write_preview(sink.group, sink.preview.result())
     results = {"seconds": seconds, "tile_used": tile, "batch_size_used": batch}
@@ -653,7 +657,9 @@ def warm_up(settings: Settings, models: tuple[ModelChoice, ...]) -> None:
         s = settings
         key = (choice.ref(s.device), s.mode, s.tile, s.halo, s.batch_size, s.amp)
         if key not in _WARMED:
-            _warm_forward(get_model(key[0]), choice.window_size, settings)
+            model = get_model(key[0])
+            with device_lock(s.device):  # a worker joining mid-run may already have tasks
+                _warm_forward(model, choice.window_size, settings)
             _WARMED.add(key)
 
 

@@ -5,8 +5,8 @@ Local (default, :func:`local_cluster`): on the CPU, ``LocalCluster(n_workers=N, 
 processes=True)`` filling the cores (N = cores // K, K = 1); each worker process runs up to K tasks at once and
 torch uses K intra-op threads in it (:class:`WorkerSetup`). On a machine with CUDA (device ``cuda``/``auto``): one
 inference worker per visible GPU, pinned to it with ``CUDA_VISIBLE_DEVICES`` and advertising ``GPU=1``, with the
-CPU cores shared out as its threads (:func:`gpu_worker_specs`): one thread runs inference while the others decode
-the next images; ``dask_cuda.LocalCUDACluster`` builds these workers when dask-cuda is installed (the ``gpu``
+CPU cores shared out as its threads (:func:`gpu_worker_specs`): two pair tasks take turns in the network (one
+computes while the other stores its result) and the other threads decode the next images; ``dask_cuda.LocalCUDACluster`` builds these workers when dask-cuda is installed (the ``gpu``
 extra). ``--workers``/``--threads-per-worker`` override the counts; only ``--workers`` larger than the number of GPUs
 puts two workers on one device.
 
@@ -16,10 +16,12 @@ An existing cluster (``odisr run ... --scheduler tcp://HOST:8786``): start a sch
 
     dask scheduler                                          # prints tcp://HOST:8786 and the dashboard address
     dask worker tcp://HOST:8786 --nworkers 4 --nthreads 1   # CPU workers
-    CUDA_VISIBLE_DEVICES=0 dask worker tcp://HOST:8786 --nthreads 1 --resources GPU=1   # one per GPU
+    CUDA_VISIBLE_DEVICES=0 dask worker tcp://HOST:8786 --nthreads 4 --resources GPU=1   # one per GPU
 
-Inference tasks of a ``cuda`` run ask for ``resources={"GPU": 1}``, so they only go to workers started with
-``--resources GPU=1`` (one such task per GPU at a time); decoding and degradation go anywhere. A run on ``cuda``
+Inference tasks of a ``cuda`` run ask for ``resources={"GPU": 0.5}``, so they only go to workers started with
+``--resources GPU=1``, two per GPU at a time (:data:`TASKS_PER_GPU`: one in the network, under
+:func:`device_lock`, while the other stores its result); decoding and degradation go anywhere: give a GPU worker
+a few threads. A run on ``cuda``
 against a cluster without GPU workers stops with an error instead of waiting forever.
 
 Scaling out on HPC or Kubernetes: create the cluster object in Python and pass its ``scheduler_address``, e.g.
@@ -208,8 +210,8 @@ def gpu_worker_specs(
 ) -> dict[str, dict]:
     """Worker specs (:class:`distributed.SpecCluster`'s ``workers``) of a local GPU cluster: by default one worker
     per device of ``gpus`` (``CUDA_VISIBLE_DEVICES`` entries), each pinned to its device (its process sees only that
-    one, as ``cuda:0``) and advertising ``GPU=1``, with ``cpus // workers`` threads (at least 2): one runs the
-    inference task, the others decode the next images and serve the writer threads' Dask work.
+    one, as ``cuda:0``) and advertising ``GPU=1``, with ``cpus // workers`` threads (at least 3): two run pair
+    tasks (:data:`TASKS_PER_GPU`), the others decode the next images.
 
     ``n_workers`` (``--workers``) overrides the count: fewer use the first devices; more than the devices (only when
     asked) share them round-robin. ``threads_per_worker`` (``--threads-per-worker``) overrides the threads.
@@ -220,7 +222,7 @@ def gpu_worker_specs(
     if not gpus:
         raise ValueError("gpu_worker_specs needs at least one CUDA device")
     n = n_workers or len(gpus)
-    threads = threads_per_worker or max(2, (cpus or os.cpu_count() or 1) // n)
+    threads = threads_per_worker or max(TASKS_PER_GPU + 1, (cpus or os.cpu_count() or 1) // n)
     return {
         f"gpu-{i}": {
             "cls": Nanny,
@@ -355,11 +357,19 @@ def describe(client: Client) -> dict[str, int | str]:
     }
 
 
+TASKS_PER_GPU = 2
+"""Pair tasks a GPU runs at once. Only one of them is in the network at any moment (:func:`device_lock`); the other
+prepares its group, or stores, previews and scores its result on the CPU, which for a whole-image 8K result takes
+about as long as the forward pass on an H200 (``benchmarks/bench_pipeline.py --mode gpu``). With one task per GPU
+the device idles through every write."""
+
+
 def inference_slots(client: Client, device: str) -> int:
-    """Inference tasks the cluster runs at once: its ``GPU`` resources on CUDA, its threads on the CPU."""
+    """Inference tasks the cluster runs at once: :data:`TASKS_PER_GPU` per ``GPU`` resource on CUDA, its threads on
+    the CPU."""
     workers = client.scheduler_info(n_workers=-1)["workers"].values()
     if device.startswith("cuda"):
-        return int(sum(w.get("resources", {}).get(GPU, 0) for w in workers))
+        return int(sum(w.get("resources", {}).get(GPU, 0) for w in workers) * TASKS_PER_GPU)
     return sum(w.get("nthreads", 1) for w in workers)
 
 
@@ -369,6 +379,25 @@ def in_flight(client: Client, device: str) -> int:
     return 2 * max(1, inference_slots(client, device)) + 1
 
 
-def inference_resources(device: str) -> dict[str, int] | None:
-    """Dask resources an inference task on ``device`` asks for (one GPU on CUDA)."""
-    return {GPU: 1} if device.startswith("cuda") else None
+def inference_resources(device: str) -> dict[str, float] | None:
+    """Dask resources an inference task on ``device`` asks for: a :data:`TASKS_PER_GPU`-th of a GPU on CUDA (Dask
+    resources are divisible: a worker with ``GPU=1`` runs that many such tasks at once), none on the CPU."""
+    return {GPU: 1 / TASKS_PER_GPU} if device.startswith("cuda") else None
+
+
+_DEVICE_LOCK = threading.Lock()
+
+
+@contextmanager
+def device_lock(device: str) -> Iterator[None]:
+    """Held by a pair task while it runs the network on ``device``: on CUDA, one task of this worker process at a
+    time (its GPU's memory and compute go to one forward pass; the routing statistics a CAMixer model keeps on its
+    modules belong to that pass); on the CPU, no lock (each task thread of a CPU worker runs its own pass).
+
+    A worker process drives one GPU (:func:`gpu_worker_specs`), so one lock serves every CUDA device name.
+    """
+    if not device.startswith("cuda"):
+        yield
+        return
+    with _DEVICE_LOCK:
+        yield
