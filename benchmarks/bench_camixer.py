@@ -13,7 +13,8 @@ On CUDA it also reports
 * batch independence: for each kind of operation in the network, whether an image's result in a batch of 3 is
   bit-identical to its result alone (batched), and the same for the whole network with the per-image and the
   batched execution policy (:mod:`odisr.models.execution`), with the time of a batch of 4 tiles under both;
-* channels-last vs NCHW activations (the memory-format choice of the CUDA policy).
+* channels-last vs NCHW activations (the memory-format choice of the CUDA policy);
+* the top kernels by device time in one fp32 pass at the largest size (``--profile`` does it on the CPU too).
 
     python benchmarks/bench_camixer.py                      # CPU, 512×256, 2 threads
     python benchmarks/bench_camixer.py --quick              # CPU smoke run (small sizes, one repeat)
@@ -303,6 +304,31 @@ def memory_format_times(model: Any, x: torch.Tensor, repeats: int) -> dict[str, 
     return result
 
 
+def kernel_profile(model: Any, x: torch.Tensor, top: int = 15) -> list[dict[str, Any]]:
+    """The ``top`` operators/kernels by self time in one fp32 forward pass (γ = 0.5, warm), as the next speed-up's
+    starting point: device time on CUDA (kernels), CPU time on the CPU (operators)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    cuda = x.device.type == "cuda"
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    with torch.inference_mode():
+        model.set_ratio(0.5)
+        model(x)
+        synchronize(x.device)
+        with profile(activities=activities) as prof:
+            model(x)
+            synchronize(x.device)
+    field = "self_device_time_total" if cuda else "self_cpu_time_total"
+    events = [e for e in prof.key_averages() if getattr(e, field, 0) > 0]
+    total = sum(getattr(e, field) for e in events) or 1.0
+    rows = sorted(({"name": e.key, "calls": e.count, "ms": getattr(e, field) / 1e3} for e in events),
+                  key=lambda r: -r["ms"])[:top]  # fmt: skip
+    print(f"    total self time {total / 1e3:.1f} ms ({'device' if cuda else 'CPU'})")
+    for r in rows:
+        print(f"    {r['ms']:8.2f} ms {100 * r['ms'] * 1e3 / total:5.1f} % {r['calls']:6d} calls  {r['name'][:90]}")
+    return rows
+
+
 # --------------------------------------------------------------------------------------------------------- main
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -313,6 +339,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--sizes", nargs="+", default=None, help="LR sizes WxH (default 512x256; CUDA adds 2048x1024)")
     parser.add_argument("--ratios", type=float, nargs="+", default=[1.0, 0.5, 0.25])
     parser.add_argument("--compile", action="store_true", help="also time the compiled model (always on CUDA)")
+    parser.add_argument("--profile", action="store_true", help="also profile one pass (always on CUDA)")
     parser.add_argument("--quick", action="store_true", help="smoke run: 128×64 and 256×128, one repeat")
     parser.add_argument("--json", type=Path, help="also write the results here")
     return parser.parse_args()
@@ -366,6 +393,10 @@ def main() -> None:
             results["network"] = network_checks(model, args.shared, device)
         print("memory format (2048×1024 LR, fp32, γ=0.5):")
         results["memory_format_s"] = memory_format_times(model, lr_input(args.shared, 2048, 1024).to(device), 3)
+    if cuda or args.profile:
+        w, h = sizes[-1]
+        print(f"kernel profile ({w}×{h} LR, fp32, γ=0.5, one warm pass):")
+        results["kernel_profile"] = kernel_profile(model, lr_input(args.shared, w, h).to(device))
     results["total_s"] = time.perf_counter() - started
     print(f"total {results['total_s']:.0f} s; load average {os.getloadavg() if hasattr(os, 'getloadavg') else '?'}")
     text = json.dumps(results, indent=1, default=float)

@@ -108,9 +108,13 @@ def _looks_like_path(model: str) -> bool:
     return "/" in model or "\\" in model or model.endswith((".pth", ".pt", ".safetensors", ".ckpt"))
 
 
-def presets() -> list[str]:
-    """Names of the shipped presets (``configs/<name>.yaml``)."""
-    return sorted(p.stem for p in PRESETS_DIR.glob("*.yaml"))
+TRAINING_PREFIXES = ("train_", "finetune_")
+"""Name prefixes of the shipped training presets (``odisr train``); the others are mode presets (``odisr run``)."""
+
+
+def presets(training: bool = False) -> list[str]:
+    """Names of the shipped mode presets (``configs/<name>.yaml``), or with ``training`` of the training ones."""
+    return sorted(p.stem for p in PRESETS_DIR.glob("*.yaml") if p.stem.startswith(TRAINING_PREFIXES) == training)
 
 
 def _resolve(path: str | Path) -> Path:

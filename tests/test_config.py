@@ -40,6 +40,7 @@ def test_shipped_presets_are_valid(name: str) -> None:
 
 def test_presets_listing_and_overrides() -> None:
     assert set(EXPECTED) <= set(presets())
+    assert "train_camixersr_light_x2" in presets(training=True) and not any("train" in p for p in presets())
     cfg = load_config("odi_x4", tile=128, ratio=1.0, halo=None)  # None overrides are ignored
     assert (cfg.tile, cfg.ratio, cfg.halo) == (128, 1.0, 16)
 

@@ -52,7 +52,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from odisr.config import PRESETS_DIR, check_amp, check_device
+from odisr.config import PRESETS_DIR, check_amp, check_device, presets
 
 __all__ = [
     "DataConfig",
@@ -186,7 +186,7 @@ def resolve_config_file(name_or_path: str | Path) -> Path:
     preset = PRESETS_DIR / f"{name_or_path}.yaml"
     if preset.is_file():
         return preset
-    names = ", ".join(sorted(p.stem for p in PRESETS_DIR.glob("*.yaml") if p.stem.startswith(("train_", "finetune_"))))
+    names = ", ".join(presets(training=True))
     raise TrainConfigError(f"{name_or_path}: no such training config file or preset (training presets: {names})")
 
 
