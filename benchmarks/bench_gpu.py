@@ -3,15 +3,16 @@
 Runs, each in its own process with its own time limit, in order of importance, until ``--budget`` seconds are spent:
 
 1. ``bench_camixer.py --device cuda``: forward time of CAMixerSR-S ×4 (512×256 and 2048×1024 LR; fp32, TF32,
-   bf16, fp16, compiled), AMP quality, determinism and batch independence under cuDNN's deterministic settings;
+   bf16, fp16, compiled), AMP quality, determinism and batch independence under cuDNN's deterministic settings,
+   the top kernels of one fp32 pass;
 2. ``bench_pipeline.py --mode gpu``: ``odisr run``'s path on 8 panoramas of 2048×1024 LR against a warm
    ``odisr.upscale`` loop (throughput, GPU busy fraction, warm-up, first image, peak memory), fp32;
 3. the authors' network against odisr's, same process, alternating (``--official ARCH``: ``vs_official.py`` of the
    shared benchmark folder with the authors' ``CAMixerSR_arch.py``), 2048×1024 LR;
 4. section 2 with 512-px tiles (writes overlap the next tile's inference; whole-image runs cannot overlap them);
-5. section 2 with the model compiled;
-6. ``bench_train.py --device cuda --per-image``: training iterations per second (fp32, fp16, bf16; and fp32 with
-   per-image kernels, the trainer's path before it ran batched).
+5. ``bench_train.py --device cuda --per-image``: training iterations per second (fp32, fp16, bf16; and fp32 with
+   per-image kernels, the trainer's path before it ran batched);
+6. section 2 with the model compiled.
 
     python benchmarks/bench_gpu.py --shared ../shared --official PATH/CAMixerSR_arch.py     # ≤ 10 min on one H200
     python benchmarks/bench_gpu.py --device cpu --quick                                      # tries the wiring here
@@ -55,7 +56,7 @@ def sections(args: argparse.Namespace) -> list[tuple[str, list[str], int]]:
         out.append(("vs_official", [py, str(vs), str(args.official), "--device", args.device, *image], 60))
     # whether writes overlapping the next tile close the gap to the warm loop (whole-image runs cannot overlap them)
     out.append(("pipeline_tiled", [*pipeline, "--tile", "64" if quick else "512"], 100))
-    out += [("pipeline_compiled", [*pipeline, "--compile"], 120), ("train", train, 200)]
+    out += [("train", train, 200), ("pipeline_compiled", [*pipeline, "--compile"], 120)]
     return [s for s in out if not args.only or s[0] in args.only]
 
 
