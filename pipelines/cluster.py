@@ -6,9 +6,10 @@ processes=True)`` filling the cores (N = cores // K, K = 1); each worker process
 torch uses K intra-op threads in it (:class:`WorkerSetup`). On a machine with CUDA (device ``cuda``/``auto``): one
 inference worker per visible GPU, pinned to it with ``CUDA_VISIBLE_DEVICES`` and advertising ``GPU=1``, with the
 CPU cores shared out as its threads (:func:`gpu_worker_specs`): two pair tasks take turns in the network (one
-computes while the other stores its result) and the other threads decode the next images; ``dask_cuda.LocalCUDACluster`` builds these workers when dask-cuda is installed (the ``gpu``
-extra). ``--workers``/``--threads-per-worker`` override the counts; only ``--workers`` larger than the number of GPUs
-puts two workers on one device.
+computes while the other stores its result) and the other threads decode the next images;
+``dask_cuda.LocalCUDACluster`` builds these workers when dask-cuda is installed (the ``gpu`` extra).
+``--workers``/``--threads-per-worker`` override the counts; only ``--workers`` larger than the number of GPUs puts
+two workers on one device.
 
 Each worker loads and warms the run's models when it joins (:class:`WarmUp`), so no image pays for that.
 
@@ -21,8 +22,8 @@ An existing cluster (``odisr run ... --scheduler tcp://HOST:8786``): start a sch
 Inference tasks of a ``cuda`` run ask for ``resources={"GPU": 0.5}``, so they only go to workers started with
 ``--resources GPU=1``, two per GPU at a time (:data:`TASKS_PER_GPU`: one in the network, under
 :func:`device_lock`, while the other stores its result); decoding and degradation go anywhere: give a GPU worker
-a few threads. A run on ``cuda``
-against a cluster without GPU workers stops with an error instead of waiting forever.
+a few threads. A run on ``cuda`` against a cluster without GPU workers stops with an error instead of waiting
+forever.
 
 Scaling out on HPC or Kubernetes: create the cluster object in Python and pass its ``scheduler_address``, e.g.
 ``dask_jobqueue.SLURMCluster(cores=8, processes=1, memory="32GB", job_extra_directives=["--gres=gpu:1"],
