@@ -616,10 +616,15 @@ def _infer(pair: Pair, model: Any, lr: np.ndarray, sink: st.RegionSink, tile: in
     with sink:  # leaving it waits for the writer threads (or drops their queue when the engine failed)
         with device_lock(settings.device):  # the other pair task of this GPU stores its result meanwhile
             start = time.perf_counter()
-            upscale(
+            # tiles stream into the sink as they come; a whole image is handed over after the lock (the sink's
+            # bounded buffers would otherwise keep the lock until all but the last few chunks were stored)
+            sr = upscale(
                 lr, model, mode=settings.mode, tile=tile, halo=settings.halo, device=settings.device,
-                batch_size=batch, amp=settings.amp, sink=sink, routing=routing,
+                batch_size=batch, amp=settings.amp, sink=None if tile is None else sink, routing=routing,
             )  # fmt: skip
+        if sr is not None:
+            sink[0 : sr.shape[0], 0 : sr.shape[1]] = sr
+            del sr
     seconds = time.perf_counter() - start
     st.write_preview(sink.group, sink.preview.result())
     results = {"seconds": seconds, "tile_used": tile, "batch_size_used": batch}

@@ -102,6 +102,22 @@ def test_run_writes_the_store_equal_to_single_image_upscale(lr_dir, scheduler, t
     )
 
 
+def test_whole_image_run_stores_the_single_image_upscale(lr_dir, scheduler, tmp_path):
+    """Whole-image inference (``tile: null``, a GPU's ``tile: auto`` when the image fits): the engine returns the
+    image, which the task hands to the sink after the network (on a GPU, outside the device lock)."""
+    store = tmp_path / "whole.zarr"
+    code, output = odisr_cli("run", lr_dir, "--out", store, "--config", "lightweight_x4", "--model", "bicubic-x4",
+                             "--scheduler", scheduler)  # fmt: skip
+    assert code == 0 and "2 done, 0 failed" in output, output
+    for name in PANOS:
+        pair = f"{Path(name).stem}/bicubic-x4"
+        expected = odisr.upscale(read_image(lr_dir / name), "bicubic-x4", mode="lightweight", tile=None, device="cpu")
+        np.testing.assert_array_equal(sr(store, pair), expected)
+        group = zarr.open_group(str(store), mode="r")[f"images/{pair}"]
+        assert group["sr"].chunks == (512, 512, 3) and group.attrs["tile_used"] is None
+        np.testing.assert_array_equal(group["preview"][...], box_preview(expected))
+
+
 def test_second_run_skips_complete_pairs_and_redoes_changed_config(lr_dir, scheduler, tmp_path):
     store = tmp_path / "out.zarr"
     assert run([lr_dir], store, scheduler)[0] == 0
