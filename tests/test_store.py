@@ -54,7 +54,7 @@ def test_a_foreign_zarr_group_is_refused(tmp_path):
 
 def _driver(path: str, barrier: Any, ids: Any) -> None:
     """One driver's root traffic: open (maybe create) the store, record a run, finish it."""
-    barrier.wait()  # every process imported and ready: all hit the new store at the same moment
+    barrier.wait(timeout=120)  # every process imported and ready: all hit the new store at the same moment
     root = st.open_store(path)
     st.require_group(root, "images/pano")
     run_id = st.record_run(root, "odisr run", {})
@@ -66,11 +66,11 @@ def test_drivers_creating_one_store_at_once_all_succeed_and_keep_their_run_recor
     """The CI race: a second `odisr run` saw the first's root group between its creation and its attrs."""
     path, drivers, ctx = str(tmp_path / "s.zarr"), 4, multiprocessing.get_context("spawn")
     barrier, ids = ctx.Barrier(drivers), ctx.Queue()
-    procs = [ctx.Process(target=_driver, args=(path, barrier, ids)) for _ in range(drivers)]
+    procs = [ctx.Process(target=_driver, args=(path, barrier, ids), daemon=True) for _ in range(drivers)]
     for proc in procs:
         proc.start()
     for proc in procs:
-        proc.join(timeout=60)
+        proc.join(timeout=180)
     assert [proc.exitcode for proc in procs] == [0] * drivers
     runs = zarr.open_group(path, mode="r").attrs["runs"]
     assert sorted(run["id"] for run in runs) == sorted(ids.get(timeout=5) for _ in range(drivers))
