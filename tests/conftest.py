@@ -31,3 +31,14 @@ def shared() -> Path:
 def official_s_weights(shared: Path) -> Path:
     """The official CAMixerSR-S ×4 checkpoint."""
     return shared / "weights" / "official" / "CAMixerSR_S.pth"
+
+
+@pytest.fixture(scope="module")
+def scheduler(request: pytest.FixtureRequest):
+    """Address of a real local Dask cluster for the test module: single-threaded worker processes, as many as the
+    module's ``SCHEDULER_WORKERS`` (default 2)."""
+    from distributed import LocalCluster
+
+    workers = getattr(request.module, "SCHEDULER_WORKERS", 2)
+    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster:
+        yield cluster.scheduler_address

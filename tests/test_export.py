@@ -23,7 +23,6 @@ import py360convert
 import pytest
 import tifffile
 import zarr
-from distributed import LocalCluster
 from PIL import Image, ImageCms
 from typer.testing import CliRunner
 
@@ -43,12 +42,6 @@ HEADING = "123.4"
 
 
 # ---------------------------------------------------------------------------------------------------- fixtures
-
-
-@pytest.fixture(scope="module")
-def scheduler():
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster:
-        yield cluster.scheduler_address
 
 
 @pytest.fixture(scope="module")

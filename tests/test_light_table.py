@@ -15,7 +15,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import zarr
-from distributed import LocalCluster
 from typer.testing import CliRunner
 
 from odisr.cli.main import app
@@ -30,6 +29,7 @@ from odisr.report.tables import (
 )
 from odisr.sources import dataset_name
 
+SCHEDULER_WORKERS = 1  # the `scheduler` fixture (conftest.py): one worker process suffices here
 CAMIXER, BICUBIC, SWINIR = "camixersr-light-x4", "bicubic-x4", "swinir-light-x4"
 SET5 = ("baby", "bird", "butterfly", "head", "woman")
 
@@ -171,12 +171,6 @@ def test_cli_report_prints_and_writes_markdown(store: Path, tmp_path: Path) -> N
 
 
 # --- `odisr evaluate` on Set5 / Set14 -----------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def scheduler():
-    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster:
-        yield cluster.scheduler_address
 
 
 def _evaluate(shared: Path, dataset: str, store: Path, scheduler: str, *extra: str) -> str:

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 import xarray as xr
 import zarr
-from distributed import Client, LocalCluster
+from distributed import Client
 from typer.testing import CliRunner
 
 import odisr
@@ -32,12 +32,6 @@ from pipelines.preview import box_preview
 
 PANOS = ("hohonet_pano.png", "horizonnet_demo.png")  # 1024×512 → LR 256×128
 VOLATILE = {"seconds", "attempt", "source", "weights"}  # attrs that legitimately differ between two stores
-
-
-@pytest.fixture(scope="module")
-def scheduler():
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster:
-        yield cluster.scheduler_address
 
 
 @pytest.fixture(scope="module")

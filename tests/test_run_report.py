@@ -18,7 +18,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import zarr
-from distributed import LocalCluster
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -32,12 +31,6 @@ from odisr.resize import imresize
 REPO = Path(__file__).resolve().parents[1]
 PANOS = ("hohonet_pano.png", "horizonnet_demo.png")  # 1024×512 → LR 256×128
 EMPTY = {"—", "— / —", ""}
-
-
-@pytest.fixture(scope="module")
-def scheduler():
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster:
-        yield cluster.scheduler_address
 
 
 @pytest.fixture(scope="module")

@@ -23,6 +23,8 @@ from odisr.train.history import COLUMNS, read_metrics
 from odisr.train.network import build_network
 from train_support import TINY_CAMIXER, make_panoramas, tiny_config, write_config
 
+SCHEDULER_WORKERS = 1  # the `scheduler` fixture (conftest.py): one worker process suffices here
+
 
 @pytest.fixture(scope="module")
 def panoramas(shared: Path, tmp_path_factory) -> dict[str, list[Path]]:
@@ -103,14 +105,6 @@ def test_camixer_run_writes_official_checkpoints_and_metrics(tiny_run: RunDir, t
     assert "Training curves" in html and "data:image/png;base64," in html
     again, output = _train(run.root / "config.yaml", run.root)
     assert again == 2 and "already holds a training run" in output
-
-
-@pytest.fixture(scope="module")
-def scheduler():
-    from distributed import LocalCluster
-
-    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster:
-        yield cluster.scheduler_address
 
 
 @pytest.mark.slow
