@@ -28,8 +28,8 @@ RESUMABLE_KEYS = frozenset({"device", "threads", "checkpoint_every", "val_every"
 def train_command(
     config: Annotated[
         str | None,
-        typer.Argument(help="Training config YAML, or a preset: train_camixersr_light_x2, finetune_camixersr_s_x4_erp, "
-                            "train_camixerosr_x4. Optional with --resume (the run's own config is used)."),
+        typer.Argument(help="Training config YAML, or a preset (train_camixersr_light_x2, finetune_camixersr_s_x4_erp, "
+                            "…; a wrong name lists them all). Optional with --resume (the run's own config is used)."),
     ] = None,
     out: Annotated[
         Path, typer.Option("--out", "-o", help="Run directory: checkpoints/, metrics.csv, config.yaml, run.json.")
