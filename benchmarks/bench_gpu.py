@@ -10,8 +10,8 @@ Runs, each in its own process with its own time limit, in order of importance, u
 3. the authors' network against odisr's, same process, alternating (``--official ARCH``: ``vs_official.py`` of the
    shared benchmark folder with the authors' ``CAMixerSR_arch.py``), 2048×1024 LR;
 4. section 2 with 512-px tiles (writes overlap the next tile's inference; whole-image runs cannot overlap them);
-5. ``bench_train.py --device cuda --per-image``: training iterations per second (fp32, fp16, bf16; and fp32 with
-   per-image kernels, the trainer's path before it ran batched);
+5. ``bench_train.py --device cuda --per-image --batches``: training iterations per second (fp32, fp16, bf16; and
+   fp32 with per-image kernels, the trainer's path before it ran batched, and with its batches cut serially);
 6. section 2 with the model compiled.
 
     python benchmarks/bench_gpu.py --shared ../shared --official PATH/CAMixerSR_arch.py     # ≤ 10 min on one H200
@@ -48,7 +48,8 @@ def sections(args: argparse.Namespace) -> list[tuple[str, list[str], int]]:
     train = [py, str(HERE / "bench_train.py"), "--device", args.device]
     train += ["--batch", "2", "--patch", "32", "--steps", "4", "--chunk", "2", "--warmup", "1"] if quick else [
         "--steps", "20", "--chunk", "5", "--warmup", "2"]  # fmt: skip
-    train += ["--per-image"]  # the trainer's batched kernels against per-image ones (printed round by round)
+    # the trainer's batched kernels against per-image ones, its batches cut ahead against serially (round by round)
+    train += ["--per-image", "--batches"]
     out = [("camixer", camixer, 200), ("pipeline", pipeline, 100)]
     if args.official:
         vs = args.shared / "bench" / "vs_official.py"

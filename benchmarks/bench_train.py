@@ -6,7 +6,9 @@ panorama (random pixels: the speed does not depend on the content), after ``--wa
 precisions take turns in rounds of ``--chunk`` steps so that a noisy spell hits them alike, and the median rate of
 the rounds is reported. AMP runs only on CUDA (fp16 with a gradient scaler, bf16 without); on the CPU only fp32 is
 measured. ``--per-image`` adds fp32 with the inference policy's per-image kernels, the trainer's path before it
-ran batched (:func:`odisr.models.execution.batched`). Peak GPU memory is reported on CUDA.
+ran batched (:func:`odisr.models.execution.batched`); ``--batches`` adds fp32 with the batches cut the other way
+than the device's default (ahead on a worker thread on CUDA, serially in the step on the CPU:
+:mod:`odisr.train.prefetch`). Peak GPU memory is reported on CUDA.
 
     python benchmarks/bench_train.py                                   # CUDA: batch 16, patch 64 (~3 min on a GPU)
     python benchmarks/bench_train.py --batch 2 --patch 32 --steps 4    # a quick try on the CPU
@@ -40,6 +42,7 @@ from odisr.train.rundir import RunDir
 
 MODELS = ("camixersr-light-x2", "camixersr-s-x4")
 PER_IMAGE = "/per-image"
+AHEAD, SERIAL = "/batches-ahead", "/serial-batches"
 
 
 def make_trainer(model: str, amp: str, args: argparse.Namespace, panorama: Path, device: torch.device) -> Trainer:
@@ -64,7 +67,10 @@ def rate(trainer: Trainer, steps: int, start: int, per_image: bool = False) -> f
 
 def bench_model(model: str, precisions: list[str], args: argparse.Namespace, panorama: Path,
                 device: torch.device) -> list[dict[str, Any]]:  # fmt: skip
-    trainers = {p: make_trainer(model, p.removesuffix(PER_IMAGE), args, panorama, device) for p in precisions}
+    trainers = {p: make_trainer(model, p.split("/")[0], args, panorama, device) for p in precisions}
+    for p, trainer in trainers.items():
+        variant = p.removeprefix(p.split("/")[0])
+        trainer.batches.ahead = {AHEAD: True, SERIAL: False}.get(variant, trainer.batches.ahead)
     for p, trainer in trainers.items():
         for i in range(args.warmup):
             trainer.step(trainer.net, i + 1)
@@ -100,6 +106,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--per-image", action="store_true",
                         help="also time fp32 with per-image kernels (the inference policy) beside the batched ones")
+    parser.add_argument("--batches", action="store_true",
+                        help="also time fp32 with the other batch preparation than the device's default (cut "
+                             "ahead on a worker thread, or serially in the step; odisr.train.prefetch)")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     args.chunk = min(args.chunk, args.steps)
@@ -108,6 +117,7 @@ def main() -> None:
     device = resolve_device(args.device)
     precisions = ["fp32", "fp16", "bf16"] if device.type == "cuda" else ["fp32"]
     precisions += ["fp32" + PER_IMAGE] if args.per_image else []
+    precisions += ["fp32" + (SERIAL if device.type == "cuda" else AHEAD)] if args.batches else []
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     print(f"device {device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else 'CPU'}), "

@@ -108,6 +108,24 @@ def test_shards_of_two_ranks_make_the_single_process_batch() -> None:
     np.testing.assert_allclose(whole.condition[0, 0, :, 0].numpy(), latitude_weights(h_lr, s.y0, s.y0 + 8), rtol=1e-6)
 
 
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_batch_pixels_are_the_patches_over_maxval_in_planar_layout(dtype) -> None:
+    """Every image of a batch is its cut patch (wrapped across the meridian, mirrored or not) divided by the
+    panorama's maximum value, channels first — the definition, whatever the batch assembly does to be fast."""
+    rng = np.random.default_rng(7)
+    hr = rng.integers(0, np.iinfo(dtype).max, (48, 96, 3), dtype=np.uint64).astype(dtype)
+    pairs = [PanoramaPair("p", hr, hr[::3, ::3].copy())]
+    specs = [PatchSpec(0, y0=2, x0=x0, flip=flip) for x0 in (0, 13, 30) for flip in (False, True)]  # 30: wraps
+    batch = make_batch(pairs, specs, slice(1, 6), 8, 3, CPU)
+    for i, spec in enumerate(specs[1:6]):
+        lr, hr_patch = cut(pairs[0], spec, 8, 3)
+        maxval = float(np.iinfo(dtype).max)
+        for got, patch in ((batch.lr[i], lr), (batch.hr[i], hr_patch)):
+            expected = torch.from_numpy(np.ascontiguousarray(patch).astype(np.float32) / np.float32(maxval))
+            assert torch.equal(got, expected.permute(2, 0, 1))
+    assert batch.lr.is_contiguous() and batch.hr.is_contiguous() and batch.hr.shape == (5, 3, 24, 24)
+
+
 def test_ws_l1_is_the_latitude_weighted_mean_and_splits_over_ranks() -> None:
     pairs = [_pair(h=32, seed=0)]
     specs = _sampler([(32, 64)], "erp", seed=5).draw(4)

@@ -16,6 +16,7 @@ A configuration names the network, the data, the loss and the optimiser (values 
       flip: true                   # random horizontal flips (a mirrored ERP image is a valid panorama)
       roll: true                   # random longitude roll: patches may cross the 180° meridian
       val_tile: null               # tile (LR px) for validation through odisr.upscale; null = whole image
+      prefetch: null               # cut the next batch on a thread while this one trains; null = on CUDA only
     loss:
       pixel: ws_l1                 # l1 | ws_l1 (latitude-weighted L1, as in OSRT)
       ratio_weight: 1.0            # × the network's own ratio loss (CAMixer only)
@@ -85,6 +86,7 @@ class DataConfig(_Section):
     flip: bool = True
     roll: bool = True
     val_tile: int | None = Field(default=None, gt=0)
+    prefetch: bool | None = None  # None: on CUDA only (odisr.train.prefetch)
 
 
 class LossConfig(_Section):

