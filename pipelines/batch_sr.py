@@ -502,7 +502,7 @@ def _tally(summary: Summary, result: PairResult, pair: Pair) -> float:
         log.error("%s [%s] failed: %s", pair.source, pair.model.name, result.error)
     else:
         summary.skipped += 1
-        log.warning("%s [%s]: taken over by another run; left to it", pair.source, pair.model.name)
+        log.warning("%s [%s]: taken over by another run; left to it (%s)", pair.source, pair.model.name, result.error)
     return 0.0
 
 

@@ -38,6 +38,10 @@ Rules that make the store safe under concurrency and kills (see specs/ERP_DASK_Z
   that chunk — after its decode and its first batch of inference, far beyond one chunk write. (Without an atomic
   compare-and-swap in the store, a writer frozen between its check and its write for that long, e.g. a stopped
   process, is the one case no check can exclude.)
+* The ``sr`` array carries its attempt's token too, and :func:`complete_pair` reads it back after writing the
+  marker: a newer attempt that recreated the group between the marker's ownership check and its write (whose
+  document the marker then replaced) makes it take the marker back, so the pair is redone by the next run instead
+  of being left "complete" over the newer attempt's arrays.
 
 The preview and attention arrays have their own dimension names so that ``xarray.open_zarr(STORE, group=
 "images/<key>/<model>")`` opens the group as one Dataset (a second, smaller ``y`` would conflict).
@@ -47,6 +51,7 @@ from __future__ import annotations
 
 import errno
 import json
+import logging
 import queue
 import time
 import uuid
@@ -67,6 +72,7 @@ from pipelines.preview import PreviewAccumulator
 
 SR, PREVIEW, ATTENTION, ATTENTION_SCORE = "sr", "preview", "attention", "attention_score"
 RUNNING, COMPLETE, FAILED = "running", "complete", "failed"
+log = logging.getLogger(__name__)
 COMPRESSOR = ZstdCodec(level=3)
 #: Attrs that define a result: a complete pair whose recorded values differ from the requested ones is redone.
 CONFIG_KEYS = ("source", "model", "weights_sha256", "scale", "ratio", "mode", "tile", "halo", "degrade")
@@ -171,13 +177,17 @@ def _update_runs(
 ) -> None:
     """Read-modify-write of the root's ``runs`` with a read-back: two drivers on one store may write the root's
     ``zarr.json`` at the same moment, and the later document drops the other's change. Without a compare-and-swap
-    in the store, each writer waits a random moment, reads again, and redoes its change when it was lost."""
+    in the store, each writer waits a random moment, reads again, and redoes its change when it was lost. After
+    ``attempts`` lost writes it gives up with a warning: the run record is bookkeeping (``odisr report``'s run
+    table), never a reason to stop a run whose results are stored."""
     rng = np.random.default_rng()
     for _ in range(attempts):
         root.attrs["runs"] = change(_stored_runs(root))
         time.sleep(rng.uniform(0.02, 0.1))
         if landed(_stored_runs(root)):
             return
+    log.warning("%s: the run record could not be written (%d writes lost to other drivers writing the store's "
+                "root at the same moment); the results are not affected", root.store, attempts)  # fmt: skip
 
 
 def _stored_runs(root: zarr.Group) -> list[dict[str, Any]]:
@@ -282,6 +292,7 @@ def create_sr(group: zarr.Group, shape: tuple[int, int], chunk: int, dtype: Any 
         fill_value=0,
         compressors=COMPRESSOR,
         dimension_names=["y", "x", "band"],
+        attributes={"attempt": group.attrs["attempt"]},  # whose array this is (complete_pair checks it)
         config={"write_empty_chunks": True},
     )
 
@@ -362,10 +373,12 @@ class RegionSink:
         Reads the group's ``zarr.json`` (the Zarr v3 group document, ``attributes`` inside) straight from the store:
         one small read, without building a Group object.
         """
-        raw = sync(self.group.store.get(self._attrs_key, prototype=default_buffer_prototype()))
-        current = None if raw is None else json.loads(raw.to_bytes()).get("attributes", {}).get("attempt")
-        if current != self.attempt:
+        if _stored_attempt(self.group.store, self._attrs_key) != self.attempt:
             raise Superseded(f"{self.group.path}: taken over by a newer attempt; this writer stops")
+
+    def owns_array(self) -> bool:
+        """Whether the stored array is still the one this attempt created (its ``attempt`` stamp, :func:`create_sr`)."""
+        return _stored_attempt(self.array.store, f"{self.array.path}/zarr.json") == self.attempt
 
     def flush(self) -> None:
         """Wait for the blocks queued so far to be written; raise the first writer error."""
@@ -451,11 +464,25 @@ def complete_pair(sink: RegionSink, results: Mapping[str, Any]) -> None:
     ``status: complete`` in one attrs update — call it after every other array is written.
 
     Raises:
-        Superseded: the group was recreated by a newer attempt meanwhile (nothing is written).
+        Superseded: the group was recreated by a newer attempt meanwhile: nothing is written, or, when the newer
+            attempt began between the ownership check and the marker, the marker is taken back (``running``).
     """
     sink.close()
     sink.check_owner()
     sink.group.attrs.update({**results, "sr_checksum": sink.digests.record(), "status": COMPLETE})
+    if not sink.owns_array():
+        # a newer attempt recreated the group between the check and the marker, which then replaced its document:
+        # take the marker back (the newer attempt's writer stops at the foreign token), so that the pair is redone
+        # by the next run rather than left "complete" over another attempt's arrays
+        sink.group.attrs["status"] = RUNNING
+        raise Superseded(f"{sink.group.path}: taken over by a newer attempt while completing; left to be redone")
+
+
+def _stored_attempt(store: Any, key: str) -> str | None:
+    """The ``attempt`` attribute of the Zarr v3 document at ``key``, read straight from the store (one small read,
+    no Group or Array object, whose attrs would be cached); None when the document is gone."""
+    raw = sync(store.get(key, prototype=default_buffer_prototype()))
+    return None if raw is None else json.loads(raw.to_bytes()).get("attributes", {}).get("attempt")
 
 
 def fail_pair(store: str, key: str, model: str, attrs: Mapping[str, Any], error: str) -> None:
