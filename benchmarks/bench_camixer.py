@@ -14,7 +14,9 @@ On CUDA it also reports
   bit-identical to its result alone (batched), and the same for the whole network with the per-image and the
   batched execution policy (:mod:`odisr.models.execution`), with the time of a batch of 4 tiles under both;
 * channels-last vs NCHW activations (the memory-format choice of the CUDA policy);
-* the top kernels by device time in one fp32 pass at the largest size (``--profile`` does it on the CPU too).
+* the top kernels by device time in one fp32 pass at the largest size (``--profile`` does it on the CPU too);
+* the bytes each operator reads and writes in that pass, and the time floor they set at the device's measured copy
+  bandwidth (``--traffic`` counts the CUDA policy's traffic on the CPU).
 
     python benchmarks/bench_camixer.py                      # CPU, 512×256, 2 threads
     python benchmarks/bench_camixer.py --quick              # CPU smoke run (small sizes, one repeat)
@@ -304,6 +306,56 @@ def memory_format_times(model: Any, x: torch.Tensor, repeats: int) -> dict[str, 
     return result
 
 
+_VIEWS = frozenset("alias as_strided detach diagonal expand flatten lift_fresh permute reshape select slice split "
+                   "split_with_sizes squeeze t transpose unbind unflatten unsqueeze view _reshape_alias "
+                   "_unsafe_view".split())  # fmt: skip
+
+
+def memory_traffic(model: Any, x: torch.Tensor, policy: Any, top: int = 12) -> dict[str, Any]:
+    """Operators and the bytes they read and write in one forward pass (γ = 0.5) under the execution ``policy``:
+    per operator family the calls and the bytes of its tensor arguments and results (views and scalars not
+    counted). A pass cannot take less than ``bytes / memory bandwidth``: on a GPU, where these networks' thin maps
+    make most kernels memory-bound, this floor against the measured time says how much is left to fusion and how
+    much to slow kernels. Counted wherever the pass runs, so the CUDA policy's traffic can be counted on the CPU.
+    """
+    from torch.utils._python_dispatch import TorchDispatchMode
+    from torch.utils._pytree import tree_flatten
+
+    calls: dict[str, int] = {}
+    moved: dict[str, int] = {}
+
+    class Counter(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001, ANN202 (torch's protocol)
+            out = func(*args, **(kwargs or {}))
+            name = func.overloadpacket.__name__
+            if name not in _VIEWS:
+                tensors = [t for t in tree_flatten((args, kwargs, out))[0] if isinstance(t, torch.Tensor)]
+                calls[name] = calls.get(name, 0) + 1
+                moved[name] = moved.get(name, 0) + sum(t.numel() * t.element_size() for t in tensors if t.numel() > 1)
+            return out
+
+    with ODISR.use_policy(policy), torch.inference_mode():
+        model.to(memory_format=policy.memory_format)  # weights follow the policy's layout
+        model.set_ratio(0.5)
+        with Counter():
+            model(x)
+    model.to(x.device)  # back to the device's own policy
+    total, pixels = sum(moved.values()), x.shape[-2] * x.shape[-1]
+    rows = sorted(({"op": k, "calls": calls[k], "bytes": v} for k, v in moved.items()), key=lambda r: -r["bytes"])
+    print(f"    {sum(calls.values())} operator calls, {total / 1e9:.2f} GB moved ({total / pixels:,.0f} B per LR px)")
+    for r in rows[:top]:
+        print(f"    {r['bytes'] / 1e9:8.3f} GB {100 * r['bytes'] / total:5.1f} % {r['calls']:5d} calls  {r['op']}")
+    return {"bytes": total, "bytes_per_lr_pixel": total / pixels, "calls": sum(calls.values()), "ops": rows}
+
+
+def copy_bandwidth(device: torch.device, megabytes: int = 1024) -> float:
+    """Bytes per second of a large device-to-device copy (read + write), median of 5."""
+    src = torch.empty(megabytes << 18, device=device)  # float32: 4 bytes each
+    dst = torch.empty_like(src)
+    seconds = statistics.median(timed(lambda: dst.copy_(src), device) for _ in range(5))
+    return 2 * src.numel() * 4 / seconds
+
+
 def kernel_profile(model: Any, x: torch.Tensor, top: int = 15) -> list[dict[str, Any]]:
     """The ``top`` operators/kernels by self time in one fp32 forward pass (γ = 0.5, warm), as the next speed-up's
     starting point: device time on CUDA (kernels), CPU time on the CPU (operators)."""
@@ -340,6 +392,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--ratios", type=float, nargs="+", default=[1.0, 0.5, 0.25])
     parser.add_argument("--compile", action="store_true", help="also time the compiled model (always on CUDA)")
     parser.add_argument("--profile", action="store_true", help="also profile one pass (always on CUDA)")
+    parser.add_argument("--traffic", action="store_true",
+                        help="also count the bytes each operator moves under the CUDA policy (always on CUDA)")
     parser.add_argument("--quick", action="store_true", help="smoke run: 128×64 and 256×128, one repeat")
     parser.add_argument("--json", type=Path, help="also write the results here")
     return parser.parse_args()
@@ -397,6 +451,18 @@ def main() -> None:
         w, h = sizes[-1]
         print(f"kernel profile ({w}×{h} LR, fp32, γ=0.5, one warm pass):")
         results["kernel_profile"] = kernel_profile(model, lr_input(args.shared, w, h).to(device))
+    if cuda or args.traffic:
+        w, h = sizes[-1]
+        policy = ODISR.execution_policy(torch.device("cuda"))
+        print(f"memory traffic ({w}×{h} LR, fp32, γ=0.5, CUDA policy{'' if cuda else ', counted on the CPU'}):")
+        traffic = results["traffic"] = memory_traffic(model, lr_input(args.shared, w, h).to(device), policy)
+        if cuda:
+            bandwidth = traffic["copy_bandwidth_bytes_per_s"] = copy_bandwidth(device)
+            fp32 = [r["median_s"] for r in results["speed"] if r["setting"] == "fp32" and r["ratio"] == 0.5
+                    and r["lr_shape"] == [h, w]]  # fmt: skip
+            floor = traffic["bytes"] / bandwidth
+            measured = f"; fp32 forward {fp32[0]:.3f} s = {fp32[0] / floor:.1f}× the floor" if fp32 else ""
+            print(f"    copy bandwidth {bandwidth / 1e12:.2f} TB/s: floor {floor:.3f} s{measured}")
     results["total_s"] = time.perf_counter() - started
     print(f"total {results['total_s']:.0f} s; load average {os.getloadavg() if hasattr(os, 'getloadavg') else '?'}")
     text = json.dumps(results, indent=1, default=float)

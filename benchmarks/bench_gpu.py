@@ -4,7 +4,7 @@ Runs, each in its own process with its own time limit, in order of importance, u
 
 1. ``bench_camixer.py --device cuda``: forward time of CAMixerSR-S ×4 (512×256 and 2048×1024 LR; fp32, TF32,
    bf16, fp16, compiled), AMP quality, determinism and batch independence under cuDNN's deterministic settings,
-   the top kernels of one fp32 pass;
+   the top kernels of one fp32 pass, and the bytes its operators move against the measured copy bandwidth;
 2. ``bench_pipeline.py --mode gpu``: ``odisr run``'s path on 8 panoramas of 2048×1024 LR against a warm
    ``odisr.upscale`` loop (throughput, GPU busy fraction, warm-up, first image, peak memory), fp32;
 3. the authors' network against odisr's, same process, alternating (``--official ARCH``: ``vs_official.py`` of the
