@@ -104,6 +104,26 @@ def test_dtypes_layouts_and_tiny_images(lr_small: np.ndarray) -> None:
         assert (upscale(flat, model, mode="odi", tile=4) == 77).all()
 
 
+def test_whole_image_results_are_the_engine_block_without_a_second_output_array(lr_small: np.ndarray) -> None:
+    """A whole-image call returns the engine's one block: equal to tiled inference (bicubic tiles are exact) for
+    every dtype and layout, a C-contiguous writeable array, and no output-sized numpy array allocated besides it."""
+    import tracemalloc
+
+    model = Bicubic(2)
+    images = [lr_small, lr_small[..., 1], lr_small.astype(np.uint16) * 257, lr_small.astype(np.float32) / 255,
+              lr_small[:33, :17, :1]]  # fmt: skip
+    for image in images:
+        whole = upscale(image, model, mode="odi")
+        assert np.array_equal(whole, upscale(image, model, mode="odi", tile=16, halo=16))
+        assert whole.flags.c_contiguous and whole.flags.writeable and whole.dtype == image.dtype
+    big = np.repeat(np.repeat(lr_small, 4, axis=0), 4, axis=1)  # 512×256 LR → 1024×512×3 uint8 (1.5 MiB)
+    tracemalloc.start()
+    out = upscale(big, model, mode="odi")
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < out.nbytes, f"{peak / 2**20:.2f} MiB of numpy allocations for a {out.nbytes / 2**20} MiB output"
+
+
 def test_zarr_sink_gets_each_aligned_chunk_exactly_once(lr_small: np.ndarray, tmp_path: Path) -> None:
     model, tile = Bicubic(4), 48
     expected = upscale(lr_small, model, tile=tile)

@@ -133,7 +133,7 @@ class _Pixels:
         y = y.permute(1, 2, 0).squeeze(-1)
         integer = _TORCH_INT.get(self.data.dtype)
         if integer is None:
-            return y.cpu().numpy().astype(self.data.dtype)
+            return y.contiguous().cpu().numpy().astype(self.data.dtype, copy=False)
         return y.to(integer, memory_format=torch.contiguous_format).cpu().numpy()
 
 
@@ -498,8 +498,11 @@ def upscale(
 
     s = net.scale
     out_shape = (s * height, s * width) + pixels.data.shape[2:]
-    out = np.empty(out_shape, pixels.data.dtype) if sink is None else sink
-    _check_sink(out, out_shape, pixels.data.dtype)
+    # a whole-image result is returned as the engine made it: a fresh array and a copy into it would cost another
+    # output's worth of memory and ~15 ms per 8K result (8192×4096 uint8)
+    out = None if sink is None and len(grid) == 1 else np.empty(out_shape, pixels.data.dtype) if sink is None else sink
+    if out is not None:
+        _check_sink(out, out_shape, pixels.data.dtype)
     wanted = attention is not None or routing is not None
     want_attention = wanted and net.content_aware and callable(getattr(net, "routing", None))
     expected = (-(-height // net.window_size), -(-width // net.window_size))
@@ -522,7 +525,10 @@ def upscale(
     with stats, tqdm(total=len(grid), disable=not progress, unit="tile", desc="upscale") as bar:
         for t, r in runner.results(grid):
             ys, xs = t.region(s)
-            out[(ys, xs) + (slice(None),) * (len(out_shape) - 2)] = r.block
+            if out is None:
+                out = r.block  # the single tile's core covers the whole output
+            else:
+                out[(ys, xs) + (slice(None),) * (len(out_shape) - 2)] = r.block
             if r.routing is not None:
                 wy, wx = t.y0 // grid.window, t.x0 // grid.window
                 h, w = r.routing.shape[-2:]
