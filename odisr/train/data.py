@@ -25,6 +25,7 @@ Determinism and sharding
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from collections.abc import Sequence
@@ -237,11 +238,14 @@ def make_batch(
     lrs, hrs = zip(*(cut(pairs[s.image], s, patch, scale) for s in mine))
     maxval = np.array([pairs[s.image].maxval for s in mine], dtype=np.float32)[:, None, None, None]
     pin = device.type == "cuda"
-    lr, hr = _planar(lrs, maxval, pin), _planar(hrs, maxval, pin)
-    condition = torch.cat([condition_map(pairs[s.image].lr.shape[0], patch, s.y0, s.y0 + patch) for s in mine])
-    rows = np.stack([_hr_rows(pairs[s.image], s, hp, scale) for s in mine]).astype(np.float32)
-    row_weights = torch.from_numpy(rows)[:, None, :, None]
-    lr, hr, condition, row_weights = (_to(t, device) for t in (lr, hr, condition, row_weights))
+    # on the batch's own device: a worker thread's current CUDA device is cuda:0, where pinning would otherwise
+    # create a context (another rank's GPU memory) in every process of a distributed run
+    with torch.cuda.device(device) if pin else contextlib.nullcontext():
+        lr, hr = _planar(lrs, maxval, pin), _planar(hrs, maxval, pin)
+        condition = torch.cat([condition_map(pairs[s.image].lr.shape[0], patch, s.y0, s.y0 + patch) for s in mine])
+        rows = np.stack([_hr_rows(pairs[s.image], s, hp, scale) for s in mine]).astype(np.float32)
+        row_weights = torch.from_numpy(rows)[:, None, :, None]
+        lr, hr, condition, row_weights = (_to(t, device) for t in (lr, hr, condition, row_weights))
     return Batch(lr, hr, condition, row_weights, weight_mean)
 
 
