@@ -21,11 +21,10 @@ import numpy as np
 import pytest
 import zarr
 from distributed import Client
-from typer.testing import CliRunner
 
-from odisr.cli.main import app
 from odisr.degrade import bicubic_erp
 from odisr.io import read_image, write_image
+from cli_support import odisr_cli
 from servers import dask_scheduler, dask_worker, free_port, wait_for
 
 PANOS = ("hohonet_pano.png", "horizonnet_demo.png", "vrview_petra.jpg", "vrview_machu_picchu.jpg")
@@ -84,11 +83,6 @@ def clean(lr_dir, steady) -> Path:
 
 def run_args(lr_dir: Path, store: Path, address: str) -> list[str]:
     return ["run", str(lr_dir), "--out", str(store), "--model", "bicubic-x4", "--tile", "16", "--scheduler", address]
-
-
-def odisr_cli(*args: str) -> tuple[int, str]:
-    result = CliRunner().invoke(app, list(args), catch_exceptions=False)
-    return result.exit_code, result.output
 
 
 def start_driver(args: list[str], log: Path) -> subprocess.Popen:

@@ -24,10 +24,9 @@ import pytest
 import tifffile
 import zarr
 from PIL import Image, ImageCms
-from typer.testing import CliRunner
 
+from cli_support import odisr_cli
 from browser_support import WEBGL_FLAGS, blank_fraction, chromium, screenshot, serve  # noqa: F401  (fixture)
-from odisr.cli.main import app
 from odisr.degrade import bicubic_erp
 from odisr.erp import latitude, latitude_weights, longitude
 from odisr.export.cube import FACES
@@ -74,20 +73,15 @@ def sources(shared, icc, tmp_path_factory) -> Path:
 def store(sources, scheduler, tmp_path_factory) -> tuple[Path, Path]:
     """The store of `odisr run --model bicubic-x2 --export-dir D --format jpg` and D."""
     out = tmp_path_factory.mktemp("run")
-    code, output = cli("run", sources, "--out", out / "s.zarr", "--model", MODEL, "--tile", 64,
+    code, output = odisr_cli("run", sources, "--out", out / "s.zarr", "--model", MODEL, "--tile", 64,
                        "--scheduler", scheduler, "--export-dir", out / "jpg", "--format", "jpg")  # fmt: skip
     assert code == 0, output
     assert "3 done, 0 failed" in output and "3 exported, 0 failed" in output
     return out / "s.zarr", out / "jpg"
 
 
-def cli(*args: object) -> tuple[int, str]:
-    result = CliRunner().invoke(app, [str(a) for a in args], catch_exceptions=False)
-    return result.exit_code, result.output
-
-
 def export(store: Path, out: Path, scheduler: str, *args: object) -> tuple[int, str]:
-    return cli("export", store, out, "--scheduler", scheduler, *args)
+    return odisr_cli("export", store, out, "--scheduler", scheduler, *args)
 
 
 def stored(store: Path, key: str) -> np.ndarray:

@@ -21,14 +21,12 @@ import pytest
 import xarray as xr
 import zarr
 from distributed import Client
-from typer.testing import CliRunner
 
 import odisr
-from odisr.cli.main import app
-from odisr.degrade import bicubic_erp
 from odisr.io import read_image, write_image
 from pipelines import store as st
 from pipelines.preview import box_preview
+from cli_support import odisr_cli, write_lr_panoramas
 
 PANOS = ("hohonet_pano.png", "horizonnet_demo.png")  # 1024×512 → LR 256×128
 VOLATILE = {"seconds", "attempt", "source", "weights"}  # attrs that legitimately differ between two stores
@@ -37,15 +35,7 @@ VOLATILE = {"seconds", "attempt", "source", "weights"}  # attrs that legitimatel
 @pytest.fixture(scope="module")
 def lr_dir(shared, tmp_path_factory) -> Path:
     """Two real LR panoramas (256×128), made by ERP-bicubic ×4 downsampling of the shared 1024×512 ones."""
-    out = tmp_path_factory.mktemp("lr")
-    for name in PANOS:
-        write_image(out / name, bicubic_erp(read_image(shared / "data" / "erp" / name), 4))
-    return out
-
-
-def odisr_cli(*args: object) -> tuple[int, str]:
-    result = CliRunner().invoke(app, [str(a) for a in args], catch_exceptions=False)
-    return result.exit_code, result.output
+    return write_lr_panoramas(shared, tmp_path_factory.mktemp("lr"), PANOS)
 
 
 def run(inputs: list[object], store: Path, scheduler: str, *extra: object) -> tuple[int, str]:

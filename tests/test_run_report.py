@@ -19,10 +19,9 @@ import numpy as np
 import pytest
 import zarr
 from PIL import Image
-from typer.testing import CliRunner
 
+from cli_support import odisr_cli, write_lr_panoramas
 from browser_support import BASE_FLAGS, blank_fraction, chromium, screenshot, serve  # noqa: F401  (fixture)
-from odisr.cli.main import app
 from odisr.degrade import bicubic_erp
 from odisr.io import read_image, write_image
 from odisr.report import files_dir, write_report
@@ -36,17 +35,10 @@ EMPTY = {"—", "— / —", ""}
 @pytest.fixture(scope="module")
 def inputs(shared, tmp_path_factory) -> Path:
     """Two real LR panoramas (256×128) and a truncated PNG."""
-    out = tmp_path_factory.mktemp("in")
-    for name in PANOS:
-        write_image(out / name, bicubic_erp(read_image(shared / "data" / "erp" / name), 4))
+    out = write_lr_panoramas(shared, tmp_path_factory.mktemp("in"), PANOS)
     good = (out / PANOS[0]).read_bytes()
     (out / "truncated.png").write_bytes(good[: len(good) // 3])
     return out
-
-
-def odisr_cli(*args: object) -> tuple[int, str]:
-    result = CliRunner().invoke(app, [str(a) for a in args], catch_exceptions=False)
-    return result.exit_code, result.output
 
 
 class Page(HTMLParser):

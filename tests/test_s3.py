@@ -25,12 +25,11 @@ from unittest import mock
 import numpy as np
 import pytest
 import zarr
-from typer.testing import CliRunner
 
 import odisr
-from odisr.cli.main import app
 from odisr.degrade import bicubic_erp
 from odisr.io import encode_image, read_image
+import cli_support
 from servers import moto_s3, wait_for
 
 s3fs = pytest.importorskip("s3fs", reason="the object-store tests need the cloud extra (s3fs)")
@@ -97,8 +96,7 @@ def bucket(fs, lr):
 
 
 def odisr_cli(*args: object) -> tuple[int, str]:
-    result = CliRunner().invoke(app, ["-v", *map(str, args)], catch_exceptions=False)
-    return result.exit_code, result.output
+    return cli_support.odisr_cli(*args, verbose=True)  # DEBUG logs: the secret must not appear in them either
 
 
 def pairs(store: str) -> dict[str, dict]:

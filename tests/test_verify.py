@@ -10,12 +10,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import zarr
-from typer.testing import CliRunner
 
-from odisr.cli.main import app
 from pipelines import store as st
 from pipelines.checksum import ChunkDigests, check, chunk_digest
 from pipelines.verify import verify_store
+from cli_support import odisr_cli
 
 WANTED = {"source": "/data/a.png", "model": "bicubic-x4", "weights_sha256": None, "scale": 4, "ratio": None,
           "mode": "odi", "tile": 64, "halo": None, "degrade": None}  # fmt: skip
@@ -39,9 +38,8 @@ def write_pair(path: str, key: str, pixels: np.ndarray, *, complete: bool = True
     return sink
 
 
-def verify(path: str) -> tuple[int, str]:
-    result = CliRunner().invoke(app, ["verify", path], catch_exceptions=False)
-    return result.exit_code, result.output
+def verify(path: str, *args: str) -> tuple[int, str]:
+    return odisr_cli("verify", path, *args)
 
 
 # ---------------------------------------------------------------------------------------------------- digests
@@ -112,8 +110,8 @@ def test_verify_finds_a_changed_chunk_an_undecodable_one_and_an_orphaned_pair(tm
     assert verdicts == {"bad": "failed", "changed": "corrupt", "garbled": "corrupt", "good": "verified",
                         "orphan": "running"}  # fmt: skip
 
-    result = CliRunner().invoke(app, ["verify", path, "--redo-corrupt"], catch_exceptions=False)
-    assert result.exit_code == 1 and "marked failed: changed [bicubic-x4]" in result.output
+    code, output = verify(path, "--redo-corrupt")
+    assert code == 1 and "marked failed: changed [bicubic-x4]" in output
     code, output = verify(path)
     assert code == 0 and "1 verified, 0 corrupt, 0 unverifiable, 3 failed, 1 running" in output, output
     redo = st.pair_attrs(zarr.open_group(path, mode="r"), "changed", "bicubic-x4")
