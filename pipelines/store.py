@@ -70,9 +70,10 @@ import odisr
 from pipelines.checksum import ChunkDigests
 from pipelines.preview import PreviewAccumulator
 
+log = logging.getLogger(__name__)
+
 SR, PREVIEW, ATTENTION, ATTENTION_SCORE = "sr", "preview", "attention", "attention_score"
 RUNNING, COMPLETE, FAILED = "running", "complete", "failed"
-log = logging.getLogger(__name__)
 COMPRESSOR = ZstdCodec(level=3)
 #: Attrs that define a result: a complete pair whose recorded values differ from the requested ones is redone.
 CONFIG_KEYS = ("source", "model", "weights_sha256", "scale", "ratio", "mode", "tile", "halo", "degrade")

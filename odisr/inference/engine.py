@@ -498,11 +498,11 @@ def upscale(
 
     s = net.scale
     out_shape = (s * height, s * width) + pixels.data.shape[2:]
-    # a whole-image result is returned as the engine made it: a fresh array and a copy into it would cost another
-    # output's worth of memory and ~15 ms per 8K result (8192×4096 uint8)
-    out = None if sink is None and len(grid) == 1 else np.empty(out_shape, pixels.data.dtype) if sink is None else sink
-    if out is not None:
-        _check_sink(out, out_shape, pixels.data.dtype)
+    if sink is not None:
+        _check_sink(sink, out_shape, pixels.data.dtype)
+    # a whole-image result is returned as the engine made it (out stays None until then): a fresh array and a copy
+    # into it would cost another output's worth of memory and ~15 ms per 8K result (8192×4096 uint8)
+    out = np.empty(out_shape, pixels.data.dtype) if sink is None and len(grid) > 1 else sink
     wanted = attention is not None or routing is not None
     want_attention = wanted and net.content_aware and callable(getattr(net, "routing", None))
     expected = (-(-height // net.window_size), -(-width // net.window_size))
